@@ -1,0 +1,26 @@
+// The op catalogue: every schema of the scdepth library, in one place. Kernels are
+// registered per backend in <op>/<op>_cpu.cpp and <op>/<op>_cuda.cu; autograd and fake
+// (meta) kernels in scdepth/ops/*.py. Backward passes are ops of their own.
+#include <torch/extension.h>
+
+TORCH_LIBRARY(scdepth, m) {
+  // Inverse warp (csrc/warp): src [B,C,H,W], depth [B,1,H,W], pose [B,3,4], K [B,3,3]
+  //   -> (warped [B,C,H,W], computed_depth [B,1,H,W], valid [B,1,H,W]).
+  m.def("inverse_warp(Tensor src, Tensor depth, Tensor pose, Tensor K) -> (Tensor, Tensor, Tensor)");
+  // -> (grad_src, or an empty tensor when need_src_grad is false; grad_depth; grad_pose).
+  m.def("inverse_warp_backward(Tensor grad_warped, Tensor grad_computed_depth, Tensor src, "
+        "Tensor depth, Tensor pose, Tensor K, bool need_src_grad) -> (Tensor, Tensor, Tensor)");
+
+  // Photometric error (csrc/photometric): schemas added with the op.
+
+  // Dynamic pair sampling (csrc/ranking): schemas added with the op.
+}
+
+// Importing scdepth._C loads this library and so runs the registrations above.
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+#ifdef WITH_CUDA
+  m.attr("with_cuda") = true;
+#else
+  m.attr("with_cuda") = false;
+#endif
+}

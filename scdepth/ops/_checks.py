@@ -1,0 +1,68 @@
+"""Argument checks in Python, for the fake (meta) kernels and the reference ops.
+
+They mirror csrc/*/..._args.h, which guard the compiled kernels: same rules, same error
+types (TypeError for dtypes, ValueError for shapes, devices and values).
+"""
+
+import torch
+
+FLOATING = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def check_floating(t, name):
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a tensor, got {type(t).__name__}")
+    if t.dtype not in FLOATING:
+        raise TypeError(f"{name} must be float16, bfloat16, float32 or float64, got {t.dtype}")
+
+
+def check_dim(t, ndim, name, layout):
+    if t.dim() != ndim:
+        raise ValueError(f"{name} must be {layout}, got {list(t.shape)}")
+
+
+def check_like(t, name, ref, ref_name):
+    if t.dtype != ref.dtype:
+        raise TypeError(f"{name} must have the dtype of {ref_name} ({ref.dtype}), got {t.dtype}")
+    if t.device != ref.device:
+        raise ValueError(
+            f"{name} must be on the device of {ref_name} ({ref.device}), got {t.device}"
+        )
+
+
+def check_inverse_warp(src, depth, pose, K):
+    check_floating(src, "src")
+    check_dim(src, 4, "src", "[B, C, H, W]")
+    B, C, H, W = src.shape
+    if C < 1:
+        raise ValueError(f"src must have at least one channel, got {list(src.shape)}")
+    check_floating(depth, "depth")
+    check_like(depth, "depth", src, "src")
+    if tuple(depth.shape) != (B, 1, H, W):
+        raise ValueError(
+            f"depth must be [B, 1, H, W] like src {list(src.shape)}, got {list(depth.shape)}"
+        )
+    check_floating(pose, "pose")
+    check_like(pose, "pose", src, "src")
+    if tuple(pose.shape) != (B, 3, 4):
+        raise ValueError(f"pose must be [B, 3, 4] with B = {B}, got {list(pose.shape)}")
+    check_floating(K, "K")
+    check_like(K, "K", src, "src")
+    if tuple(K.shape) != (B, 3, 3):
+        raise ValueError(f"K must be [B, 3, 3] with B = {B}, got {list(K.shape)}")
+
+
+def check_intrinsics(K):
+    """Every K[b] must be finite and invertible. Reads the values (one small device sync),
+    so it is skipped while torch.compile traces."""
+    if torch.compiler.is_compiling() or K.numel() == 0 or K.device.type == "meta":
+        return
+    if K.dim() != 3 or tuple(K.shape[1:]) != (3, 3):
+        return  # a shape error, reported by the op's own checks
+    k = K.detach().to(torch.float64).reshape(-1, 9)
+    a, b, c, d, e, f, g, h, i = k.unbind(1)
+    det = a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g)
+    bad = ~torch.isfinite(k).all(1) | (det == 0)
+    if bool(bad.any()):
+        n = int(bad.nonzero()[0, 0])
+        raise ValueError(f"K[{n}] must be finite and invertible, got {K[n].tolist()}")
