@@ -1,0 +1,52 @@
+"""Pure-PyTorch references of the fused ops: same signatures and semantics, built from
+standard ops. They are the oracle of the tests and the baseline of the benchmarks.
+
+16-bit inputs are computed in float32 and the results cast back, as the kernels do.
+"""
+
+import torch
+import torch.nn.functional as F
+
+from . import _checks
+
+MIN_Z = 1e-3  # a point is sampled only in front of the source camera (csrc/warp/warp.h kMinZ)
+
+
+def _compute_dtype(dtype):
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def inverse_warp(src, depth, pose, K):
+    """Reference of scdepth.ops.inverse_warp (see there for the contract)."""
+    _checks.check_inverse_warp(src, depth, pose, K)
+    _checks.check_intrinsics(K)
+    out_dtype = src.dtype
+    ct = _compute_dtype(out_dtype)
+    src, depth, pose, K = (t.to(ct) for t in (src, depth, pose, K))
+    B, C, H, W = src.shape
+    v, u = torch.meshgrid(
+        torch.arange(H, dtype=ct, device=src.device),
+        torch.arange(W, dtype=ct, device=src.device),
+        indexing="ij",
+    )
+    pix = torch.stack([u, v, torch.ones_like(u)]).view(1, 3, H * W)
+    d = depth.reshape(B, 1, H * W)
+    X = d * (torch.linalg.inv(K) @ pix)
+    Xs = pose[:, :, :3] @ X + pose[:, :, 3:]
+    z = Xs[:, 2:3]
+    front = torch.isfinite(d) & (d > 0) & (z > MIN_Z)
+    uv = (K[:, :2] @ Xs) / torch.where(front, z, torch.ones_like(z))
+    uv = torch.where(front, uv, torch.full_like(uv, -2.0))  # -2: no corner inside the image
+    # align_corners=False with x = (2u + 1) / W - 1 samples pixel coordinate u exactly as
+    # align_corners=True with x = 2u / (W - 1) - 1 does, and stays defined for W = 1.
+    size = torch.tensor([W, H], dtype=ct, device=src.device).view(1, 2, 1)
+    grid = ((2 * uv + 1) / size - 1).transpose(1, 2).reshape(B, H, W, 2)
+    warped = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    inside = (uv[:, 0:1] >= 0) & (uv[:, 0:1] <= W - 1) & (uv[:, 1:2] >= 0) & (uv[:, 1:2] <= H - 1)
+    valid = (front & inside).to(ct)
+    shape = (B, 1, H, W)
+    return (
+        warped.to(out_dtype),
+        z.reshape(shape).to(out_dtype),
+        valid.reshape(shape).to(out_dtype),
+    )

@@ -1,0 +1,257 @@
+import math
+
+import pytest
+import torch
+from conftest import devices
+from helpers import warp_inputs
+
+import scdepth.ops as ops
+from scdepth.ops import reference
+
+FLOAT_TYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
+
+
+def grads(op, src, depth, pose, K, gw, gz):
+    src, depth, pose = (t.detach().requires_grad_() for t in (src, depth, pose))
+    warped, z, _ = op(src, depth, pose, K)
+    loss = (warped * gw).sum() + (z * gz).sum()
+    return torch.autograd.grad(loss, (src, depth, pose))
+
+
+def test_forward_matches_reference_float64_with_outside_and_behind_points():
+    args = warp_inputs()
+    out, ref = ops.inverse_warp(*args), reference.inverse_warp(*args)
+    valid = ref[2]
+    assert 0 < valid[-1].mean() < 1, "the extreme image must have invalid pixels"
+    behind = ref[1][-1] <= 1e-3
+    assert behind.any() and (~behind).any(), "the extreme image must have points behind"
+    assert (out[0][-1][:, behind[0]] == 0).all()
+    for o, r in zip(out, ref, strict=True):
+        torch.testing.assert_close(o, r, rtol=1e-12, atol=1e-12)
+
+
+def test_forward_float32_is_accurate_against_float64():
+    args32 = warp_inputs(smooth=True, dtype=torch.float32, seed=1)
+    out = ops.inverse_warp(*args32)
+    ref = reference.inverse_warp(*(t.double() for t in args32))
+    torch.testing.assert_close(out[0].double(), ref[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out[1].double(), ref[1], rtol=1e-5, atol=1e-5)
+    assert (out[2].double() != ref[2]).float().mean() < 0.01  # only ties at the border
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_forward_half_types_match_reference(dtype):
+    args = warp_inputs(smooth=True, dtype=dtype, seed=2, extreme=False)
+    out, ref = ops.inverse_warp(*args), reference.inverse_warp(*args)
+    for o, r in zip(out[:2], ref[:2], strict=True):
+        assert o.dtype == dtype
+        torch.testing.assert_close(o.float(), r.float(), rtol=2e-2, atol=2e-2)
+
+
+def test_gradients_match_reference_float64():
+    args = warp_inputs(seed=3)
+    g = torch.Generator().manual_seed(4)
+    gw = torch.randn(args[0].shape, generator=g, dtype=torch.float64)
+    gz = torch.randn(args[1].shape, generator=g, dtype=torch.float64)
+    for o, r in zip(
+        grads(ops.inverse_warp, *args, gw, gz),
+        grads(reference.inverse_warp, *args, gw, gz),
+        strict=True,
+    ):
+        torch.testing.assert_close(o, r, rtol=1e-10, atol=1e-10)
+
+
+def test_gradients_float32_match_float64_reference():
+    args = warp_inputs(seed=5, smooth=True, dtype=torch.float32)
+    gw, gz = torch.ones_like(args[0]), torch.ones_like(args[1])
+    ours = grads(ops.inverse_warp, *args, gw, gz)
+    ref = grads(reference.inverse_warp, *(t.double() for t in args), gw.double(), gz.double())
+    for o, r in zip(ours, ref, strict=True):
+        scale = r.abs().max()
+        torch.testing.assert_close(o.double() / scale, r / scale, rtol=1e-4, atol=1e-5)
+
+
+def away_from_kinks(seed):
+    """Inputs whose projections stay >= 0.01 px from integer coordinates (bilinear cells and
+    the image border), so that finite differences do not cross a kink."""
+    for s in range(seed, seed + 100):
+        src, depth, pose, K = warp_inputs(B=2, C=2, H=5, W=6, seed=s, extreme=False)
+        _, z, _ = reference.inverse_warp(src, depth, pose, K)
+        uv = (
+            K[:, :2]
+            @ (
+                pose[:, :, :3] @ (depth.view(2, 1, -1) * (torch.linalg.inv(K) @ pixel_grid(5, 6)))
+                + pose[:, :, 3:]
+            )
+        ) / z.view(2, 1, -1)
+        frac = uv - uv.floor()
+        if ((frac > 0.01) & (frac < 0.99)).all():
+            return src, depth, pose, K
+    raise AssertionError("no kink-free inputs found")
+
+
+def pixel_grid(H, W):
+    v, u = torch.meshgrid(
+        torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64), indexing="ij"
+    )
+    return torch.stack([u, v, torch.ones_like(u)]).view(1, 3, -1)
+
+
+def test_gradcheck():
+    src, depth, pose, K = away_from_kinks(10)
+    src, depth, pose = (t.requires_grad_() for t in (src, depth, pose))
+    assert torch.autograd.gradcheck(
+        lambda s, d, p: ops.inverse_warp(s, d, p, K)[:2], (src, depth, pose)
+    )
+
+
+def test_gradient_only_to_requested_inputs():
+    src, depth, pose, K = warp_inputs(seed=6)
+    depth.requires_grad_()
+    warped, z, valid = ops.inverse_warp(src, depth, pose, K)
+    assert not valid.requires_grad
+    (gd,) = torch.autograd.grad(warped.sum() + z.sum(), depth)
+    src_r = src.clone()
+    depth_r = depth.detach().clone().requires_grad_()
+    w_r, z_r, _ = reference.inverse_warp(src_r, depth_r, pose, K)
+    (gd_r,) = torch.autograd.grad(w_r.sum() + z_r.sum(), depth_r)
+    torch.testing.assert_close(gd, gd_r, rtol=1e-10, atol=1e-10)
+
+
+def test_opcheck():
+    for seed, dtype in [(0, torch.float64), (1, torch.float32)]:
+        src, depth, pose, K = warp_inputs(B=2, C=3, H=6, W=7, seed=seed, dtype=dtype)
+        src.requires_grad_()
+        depth.requires_grad_()
+        pose.requires_grad_()
+        torch.library.opcheck(torch.ops.scdepth.inverse_warp.default, (src, depth, pose, K))
+        gw, gz = torch.randn_like(src), torch.randn_like(depth)
+        for need in (True, False):
+            torch.library.opcheck(
+                torch.ops.scdepth.inverse_warp_backward.default,
+                (gw, gz, src.detach(), depth.detach(), pose.detach(), K, need),
+            )
+
+
+def test_torch_compile_fullgraph_matches_eager():
+    args = warp_inputs(seed=7, dtype=torch.float32)
+
+    def f(src, depth, pose, K):
+        warped, z, valid = ops.inverse_warp(src, depth, pose, K)
+        return (warped * valid).sum(1) + z
+
+    compiled = torch.compile(f, fullgraph=True)
+    torch.testing.assert_close(compiled(*args), f(*args))
+
+
+def test_invalid_depths_give_invalid_zero_pixels():
+    src, depth, pose, K = warp_inputs(seed=8, extreme=False)
+    depth[0, 0, 0, :4] = torch.tensor([math.nan, math.inf, 0.0, -1.0], dtype=torch.float64)
+    depth.requires_grad_()
+    warped, z, valid = ops.inverse_warp(src, depth, pose, K)
+    assert (valid[0, 0, 0, :4] == 0).all()
+    assert (warped[0, :, 0, :4] == 0).all()
+    ref = reference.inverse_warp(src, depth, pose, K)
+    finite = torch.isfinite(depth)
+    torch.testing.assert_close(z[finite], ref[1][finite])
+    assert not torch.isfinite(z[~finite]).any()
+    torch.testing.assert_close(warped, ref[0])
+    (g,) = torch.autograd.grad(warped.sum(), depth)
+    assert (g[0, 0, 0, :4] == 0).all() and torch.isfinite(g).all()
+
+
+@pytest.mark.parametrize("shape", [(0, 3, 4, 5), (2, 1, 1, 6), (2, 2, 5, 1), (1, 1, 1, 1)])
+def test_degenerate_shapes_match_reference(shape):
+    B, C, H, W = shape
+    src, depth, pose, K = warp_inputs(B=max(B, 1), C=C, H=H, W=W, seed=9, extreme=False)
+    src, depth, pose, K = src[:B], depth[:B], pose[:B], K[:B]
+    for t in (src, depth, pose):
+        t.requires_grad_()
+    out, ref = ops.inverse_warp(src, depth, pose, K), reference.inverse_warp(src, depth, pose, K)
+    for o, r in zip(out, ref, strict=True):
+        assert o.shape == r.shape
+        torch.testing.assert_close(o, r, rtol=1e-12, atol=1e-12)
+    g = torch.autograd.grad(out[0].sum() + out[1].sum(), (src, depth, pose))
+    g_r = torch.autograd.grad(ref[0].sum() + ref[1].sum(), (src, depth, pose))
+    for o, r in zip(g, g_r, strict=True):
+        torch.testing.assert_close(o, r, rtol=1e-10, atol=1e-10)
+
+
+def test_non_contiguous_inputs():
+    src, depth, pose, K = warp_inputs(seed=11)
+    src_nc = src.transpose(2, 3).contiguous().transpose(2, 3)  # channels-last-like strides
+    depth_nc = torch.cat([depth, depth], 1)[:, ::2]
+    pose_nc = torch.cat([pose, pose], 2)[:, :, :4].transpose(1, 2).contiguous().transpose(1, 2)
+    K_nc = K.transpose(1, 2).contiguous().transpose(1, 2)
+    assert not (src_nc.is_contiguous() or depth_nc.is_contiguous() or K_nc.is_contiguous())
+    out = ops.inverse_warp(src_nc, depth_nc, pose_nc, K_nc)
+    ref = reference.inverse_warp(src, depth, pose, K)
+    for o, r in zip(out, ref, strict=True):
+        torch.testing.assert_close(o, r, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("op", [ops.inverse_warp, reference.inverse_warp], ids=["ext", "ref"])
+@pytest.mark.parametrize(
+    "change, error, words",
+    [
+        (lambda a: (a[0][0],) + a[1:], ValueError, ["src", "[B, C, H, W]"]),
+        (
+            lambda a: (a[0], a[1].expand(-1, 2, -1, -1)) + a[2:],
+            ValueError,
+            ["depth", "[B, 1, H, W]"],
+        ),
+        (lambda a: (a[0], a[1][:, :, :-1]) + a[2:], ValueError, ["depth"]),
+        (lambda a: a[:2] + (a[2][:, :, :3],) + a[3:], ValueError, ["pose", "[B, 3, 4]"]),
+        (lambda a: a[:2] + (a[2][:1],) + a[3:], ValueError, ["pose"]),
+        (lambda a: a[:3] + (a[3][:, :2],), ValueError, ["K", "[B, 3, 3]"]),
+        (lambda a: (a[0].float(),) + a[1:], TypeError, ["depth", "dtype"]),
+        (lambda a: (a[0], a[1].int()) + a[2:], TypeError, ["depth", "float"]),
+        (lambda a: (a[0].long(), a[1].long()) + a[2:], TypeError, ["src"]),
+        (lambda a: (a[0], a[1].to("meta")) + a[2:], ValueError, ["depth", "device"]),
+        (lambda a: a[:3] + (torch.zeros_like(a[3]),), ValueError, ["K[0]", "invertible"]),
+    ],
+)
+def test_bad_arguments_raise_clear_errors(op, change, error, words):
+    args = change(warp_inputs(B=2, C=2, H=4, W=5, seed=12))
+    with pytest.raises(error) as info:
+        op(*args)
+    for w in words:
+        assert w in str(info.value)
+
+
+def test_raw_op_checks_arguments_too():
+    src, depth, pose, K = warp_inputs(B=2, C=2, H=4, W=5, seed=13)
+    with pytest.raises(ValueError, match="pose must be"):
+        torch.ops.scdepth.inverse_warp(src, depth, pose[:, :2], K)
+    with pytest.raises(ValueError, match="grad_warped must be shaped like src"):
+        torch.ops.scdepth.inverse_warp_backward(src[:, :1], depth, src, depth, pose, K, True)
+
+
+def test_identity_pose_reproduces_the_source():
+    src, depth, _, K = warp_inputs(seed=14, extreme=False)
+    pose = torch.eye(3, 4, dtype=torch.float64).expand(src.shape[0], 3, 4)
+    warped, z, valid = ops.inverse_warp(src, depth, pose, K)
+    torch.testing.assert_close(warped, src)
+    torch.testing.assert_close(z, depth)
+    # The last row and column may land a rounding error outside [0, W-1] x [0, H-1].
+    assert (valid[..., :-1, :-1] == 1).all()
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("dtype", FLOAT_TYPES)
+def test_device_matches_cpu_and_reference(device, dtype):
+    args = warp_inputs(B=3, C=4, H=33, W=47, seed=15, smooth=True, dtype=dtype)
+    dev_args = tuple(t.to(device) for t in args)
+    tol = {torch.float64: 1e-10, torch.float32: 1e-4}.get(dtype, 3e-2)
+    out = ops.inverse_warp(*dev_args)
+    for o, c, r in zip(
+        out, ops.inverse_warp(*args), reference.inverse_warp(*dev_args), strict=True
+    ):
+        torch.testing.assert_close(o.cpu().double(), c.double(), rtol=tol, atol=tol)
+        torch.testing.assert_close(o.double(), r.double(), rtol=tol, atol=tol)
+    gw, gz = torch.ones_like(args[0]), torch.ones_like(args[1])
+    g_dev = grads(ops.inverse_warp, *dev_args, gw.to(device), gz.to(device))
+    g_cpu = grads(ops.inverse_warp, *args, gw, gz)
+    for o, c in zip(g_dev, g_cpu, strict=True):
+        scale = c.abs().max().double().clamp_min(1)
+        torch.testing.assert_close(o.cpu().double() / scale, c.double() / scale, rtol=tol, atol=tol)
