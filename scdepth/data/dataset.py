@@ -186,6 +186,8 @@ class ValFolder(_EvalFolder):
 class TestFolder(_EvalFolder):
     """``ROOT/testing``: color/, depth/ and optional seg_mask/ paired by stem; name = stem."""
 
+    __test__ = False  # not a pytest test class
+
     def __init__(self, root, *, image_size=(128, 160), dataset: str = "synthetic",
                  full_check: bool = False):
         samples = validate_testing(root, full_check=full_check)

@@ -101,9 +101,15 @@ def read_intrinsics(path: Path) -> np.ndarray:
     return check_intrinsics(values.reshape(3, 3), path)
 
 
+def _imread(path: Path, flags: int):
+    if not path.is_file():  # say so rather than let OpenCV print a warning
+        raise UnreadableFrame(path, "missing")
+    return cv2.imread(str(path), flags)
+
+
 def read_image(path: Path) -> np.ndarray:
     """uint8 RGB [H, W, 3]."""
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    img = _imread(path, cv2.IMREAD_COLOR)
     if img is None:
         raise UnreadableFrame(path)
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
@@ -111,7 +117,7 @@ def read_image(path: Path) -> np.ndarray:
 
 def read_pseudo_depth(path: Path) -> np.ndarray:
     """Relative depth (larger = farther) as float32 [H, W] in (0, 1]: uint16 / 65535."""
-    d = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    d = _imread(path, cv2.IMREAD_UNCHANGED)
     if d is None or d.ndim != 2:
         raise UnreadableFrame(path, "pseudo-depth must be a single-channel PNG")
     return d.astype(np.float32) / (65535.0 if d.dtype == np.uint16 else 255.0)
@@ -121,7 +127,7 @@ def read_depth(path: Path, png_scale: float) -> np.ndarray:
     """GT depth in metres, float32 [H, W]; 0 (or non-finite) marks pixels without GT."""
     try:
         if path.suffix.lower() == ".png":
-            d = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+            d = _imread(path, cv2.IMREAD_UNCHANGED)
             d = None if d is None else d.astype(np.float32) / png_scale
         elif path.suffix.lower() == ".npy":
             d = np.load(path)
@@ -139,7 +145,7 @@ def read_depth(path: Path, png_scale: float) -> np.ndarray:
 
 
 def read_mask(path: Path) -> np.ndarray:
-    m = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    m = _imread(path, cv2.IMREAD_GRAYSCALE)
     if m is None:
         raise UnreadableFrame(path)
     return m > 0
