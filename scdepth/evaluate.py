@@ -80,7 +80,9 @@ def align_prediction(gt, pred, valid, spec: DatasetSpec, median_scaling: bool = 
 def evaluate_image(gt, pred, spec: DatasetSpec, seg_mask=None, median_scaling: bool = True):
     """{"all": metrics, "dynamic": metrics | None, "static": metrics | None} for one image;
     "all" is None when the image has no valid GT pixel."""
-    pred = np.squeeze(np.asarray(pred))
+    pred = np.asarray(pred)
+    while pred.ndim > 2 and pred.shape[0] == 1:  # [1, 1, H, W] or [1, H, W]
+        pred = pred[0]
     if pred.ndim != 2:
         raise ValueError(f"pred must be a depth map [H, W], got shape {pred.shape}")
     if not np.isfinite(pred).all():
