@@ -1,6 +1,7 @@
 """scdepth-pseudo: fill ``leres_depth/`` of every scene from a monocular depth model.
 
-The model is a TorchScript file (``--model net.pt``) or a torch.hub entry
+The model is a TorchScript file (``--model net.pt``; or a ``torch.export`` program saved as
+``.pt2`` with a dynamic batch dimension) or a torch.hub entry
 (``--hub intel-isl/MiDaS:MiDaS_small``, or ``--hub /path/to/repo:entry`` for a local hub
 repository). It receives ImageNet-normalised RGB batches [B, 3, H, W] at ``input_size`` and
 returns [B, H, W] or [B, 1, H, W]. Its output is turned into relative depth where larger
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import warnings
 from pathlib import Path
 
 import cv2
@@ -40,13 +42,17 @@ def load_model(model: str | None = None, hub: str | None = None, device: str = "
         if not Path(model).is_file():
             raise PseudoDepthError(f"--model {model}: no such file")
         try:
-            net = torch.jit.load(model, map_location=device)
-        except Exception as e:  # torch raises several types for a non-TorchScript file
+            if Path(model).suffix == ".pt2":  # torch.export.save (export with a dynamic batch)
+                return torch.export.load(model).module().to(device)
+            with warnings.catch_warnings():  # TorchScript is deprecated, still the common format
+                warnings.simplefilter("ignore", FutureWarning)
+                return torch.jit.load(model, map_location=device).eval()
+        except Exception as e:  # torch raises several types for a file it cannot read
             raise PseudoDepthError(
-                f"--model {model}: not a TorchScript file ({type(e).__name__}: {e}); export "
-                "the network with torch.jit.script or torch.jit.trace and save it"
+                f"--model {model}: not a TorchScript file (or .pt2 exported program) "
+                f"({type(e).__name__}: {e}); save the network with torch.jit.script / "
+                "torch.jit.trace, or torch.export.save as .pt2"
             ) from None
-        return net.eval()
     repo, sep, entry = hub.rpartition(":")
     if not sep or not repo or not entry:
         raise ValueError(f"--hub must be repo:entry like intel-isl/MiDaS:MiDaS_small, not {hub!r}")
