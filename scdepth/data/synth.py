@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
+import os
+import queue
 import shutil
+from concurrent.futures import ProcessPoolExecutor, wait
 from pathlib import Path
 
 import cv2
@@ -75,7 +79,7 @@ def _write_png(path: Path, img) -> None:
         raise OSError(f"could not write {path}")
 
 
-def _render_scene(setup, size, n_frames, exposure_change, supersample, rng, bar):
+def _render_scene(setup, size, n_frames, exposure_change, supersample, rng, tick):
     """Yield (rgb uint8, depth, dynamic, pseudo uint16) per frame."""
     gain = np.exp(np.cumsum(rng.normal(0, exposure_change, n_frames))) if exposure_change else None
     for t in range(n_frames):
@@ -83,7 +87,7 @@ def _render_scene(setup, size, n_frames, exposure_change, supersample, rng, bar)
         f = render(setup.prims(t), setup.K, size, R, c, setup.light / np.linalg.norm(setup.light),
                    setup.sky, ss=supersample)
         rgb = f.rgb if gain is None else f.rgb * np.clip(gain[t], 0.6, 1.6)
-        bar.update(1)
+        tick(1)
         yield _to_uint8(rgb), f.depth, f.dynamic, simulate_pseudo_depth(f.depth, rng)
 
 
@@ -117,6 +121,52 @@ def _write_scene(out: Path, name: str, K, frames):
         yield t, float(dyn.mean()), (rgb, depth, pseudo, dyn)
 
 
+def _make_scene(out, name, ss, preset, image_size, n_frames, dynamic_fraction,
+                exposure_change, supersample, tick):
+    """Render and write one scene: [(share of dynamic pixels, contact-sheet sample | None)]."""
+    rng = np.random.default_rng(ss)
+    setup = PRESETS[preset](rng, image_size, n_frames, dynamic_fraction)
+    frames = _render_scene(setup, image_size, n_frames, exposure_change, supersample, rng, tick)
+    every = max(1, n_frames // 4)
+    return [(share, sample if name.startswith("test") and t % every == 0 else None)
+            for t, share, sample in _write_scene(out, name, setup.K, frames)]
+
+
+_PROGRESS = None  # a worker process's queue of rendered-frame counts
+
+
+def _init_worker(q) -> None:
+    global _PROGRESS
+    _PROGRESS = q
+
+
+def _worker(job):
+    return _make_scene(*job, _PROGRESS.put)
+
+
+def _run_parallel(jobs, workers, bar):
+    """Scenes in worker processes (the renderer is bound by Python overhead, so threads do not
+    help). 'spawn' avoids forking a parent whose thread pools (torch, OpenCV) are running."""
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                             initargs=(q,)) as pool:
+        futures = [pool.submit(_worker, job) for job in jobs]
+        while not all(f.done() for f in futures):
+            try:
+                bar.update(q.get(timeout=0.2))
+            except queue.Empty:
+                pass
+        wait(futures)
+        results = [f.result() for f in futures]
+    while bar.n < bar.total:  # counts still in the pipe
+        try:
+            bar.update(q.get(timeout=1.0))
+        except queue.Empty:
+            break
+    return results
+
+
 def _check_args(preset, image_size, num_scenes, frames_per_scene, dynamic_fraction,
                 exposure_change):
     if preset not in PRESETS:
@@ -144,6 +194,7 @@ def generate(
     dynamic_fraction: float | None = None,
     exposure_change: float = 0.02,
     supersample: int = 2,
+    workers: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> Path:
@@ -151,8 +202,9 @@ def generate(
 
     image_size (H, W) defaults to 128x160 indoor and 128x416 outdoor; dynamic_fraction
     (rough share of dynamic pixels) to 0.25 indoor and 0.1 outdoor; exposure_change is the
-    per-frame standard deviation of the log exposure. Refuses a non-empty ``out_dir`` unless
-    ``overwrite`` (which then replaces only what this function writes).
+    per-frame standard deviation of the log exposure. Scenes render in ``workers`` processes
+    (default: one per core); the files do not depend on it. Refuses a non-empty ``out_dir``
+    unless ``overwrite`` (which then replaces only what this function writes).
     """
     image_size = tuple(int(v) for v in (image_size or DEFAULT_SIZE.get(preset, (128, 160))))
     if dynamic_fraction is None:
@@ -171,19 +223,16 @@ def generate(
     training = out / "training"
     names = [f"scene_{i:02d}" for i in range(num_scenes)] + ["val_00", "test_00"]
     seeds = np.random.SeedSequence(seed).spawn(len(names))
-    dyn_pixels, sheet = [], []
-    total = frames_per_scene * len(names)
-    bar = tqdm(total=total, desc=f"scdepth-synth {preset}", unit="frame", disable=not progress)
-    with bar:
-        for name, ss in zip(names, seeds, strict=True):
-            rng = np.random.default_rng(ss)
-            setup = PRESETS[preset](rng, image_size, frames_per_scene, dynamic_fraction)
-            frames = _render_scene(setup, image_size, frames_per_scene, exposure_change,
-                                   supersample, rng, bar)
-            for t, dyn_share, sample in _write_scene(out, name, setup.K, frames):
-                dyn_pixels.append(dyn_share)
-                if name.startswith("test") and t % max(1, frames_per_scene // 4) == 0:
-                    sheet.append(sample)
+    jobs = [(out, name, ss, preset, image_size, frames_per_scene, dynamic_fraction,
+             exposure_change, supersample) for name, ss in zip(names, seeds, strict=True)]
+    workers = min(len(jobs), workers or os.cpu_count() or 1)
+    with tqdm(total=frames_per_scene * len(names), desc=f"scdepth-synth {preset}", unit="frame",
+              disable=not progress) as bar:
+        per_scene = _run_parallel(jobs, workers, bar) if workers > 1 else \
+            [_make_scene(*job, bar.update) for job in jobs]
+    per_frame = [row for rows in per_scene for row in rows]
+    dyn_pixels = [share for share, _ in per_frame]
+    sheet = [sample for _, sample in per_frame if sample is not None]
     (training / "train.txt").write_text("".join(f"{n}\n" for n in names[:-2]))
     (training / "val.txt").write_text("val_00\n")
     contact_sheet(sheet[:4], out / "contact_sheet.png")
@@ -208,6 +257,7 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=50, help="frames per scene")
     ap.add_argument("--dynamic-fraction", type=float, default=None)
     ap.add_argument("--exposure-change", type=float, default=0.02)
+    ap.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     ap.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
@@ -215,7 +265,7 @@ def main(argv=None) -> int:
         out = generate(a.out, preset=a.preset, seed=a.seed, image_size=a.size,
                        num_scenes=a.scenes, frames_per_scene=a.frames,
                        dynamic_fraction=a.dynamic_fraction, exposure_change=a.exposure_change,
-                       overwrite=a.overwrite, progress=not a.no_progress)
+                       workers=a.workers, overwrite=a.overwrite, progress=not a.no_progress)
     except (ValueError, FileExistsError) as e:
         ap.error(str(e))
     print(f"wrote {out}")
