@@ -18,8 +18,10 @@ def test_valid_layout_lists_scenes(root):
     assert [s.name for s in scenes] == ["s0", "s1"]
     assert len(scenes[0].frames) == len(scenes[0].pseudo) == 7
     assert scenes[0].size == (32, 40)
-    val = validate_layout(root, "val")
+    val = validate_layout(root, "val", sequence_length=None, require_gt=True)
     assert all(d is not None for d in val[0].depth)
+    item = TrainFolder(root, split="val", image_size=(16, 24))[0]  # val scenes as sequences
+    assert item["pseudo_depth"].shape == (1, 16, 24)
 
 
 def _raises(root, match, **kw):

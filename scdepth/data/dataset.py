@@ -173,7 +173,8 @@ class ValFolder(_EvalFolder):
 
     def __init__(self, root, *, image_size=(128, 160), dataset: str = "synthetic",
                  full_check: bool = False):
-        scenes = validate_layout(root, "val", use_pseudo_depth=False, full_check=full_check)
+        scenes = validate_layout(root, "val", sequence_length=None, use_pseudo_depth=False,
+                                 require_gt=True, full_check=full_check)
         records = [
             (f"{s.name}/{f.stem}", f, d, m)
             for s in scenes

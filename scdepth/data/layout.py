@@ -219,39 +219,38 @@ def validate_layout(
     root,
     split: str = "train",
     *,
-    sequence_length: int = 3,
+    sequence_length: int | None = 3,
     skip_frames: int = 1,
     use_pseudo_depth: bool = True,
+    require_gt: bool = False,
     full_check: bool = False,
 ) -> list[Scene]:
-    """Check ``ROOT/training`` for ``split`` ("train" or "val") and return its scenes.
+    """Check the scenes that ``ROOT/training/<split>.txt`` lists and return them.
 
-    For "train" every scene must hold at least ``(sequence_length - 1) * skip_frames + 1``
-    frames; for "val" (``use_pseudo_depth`` is ignored) at least one frame must have GT depth.
-    Raises DatasetError naming the file and what is wrong.
+    With ``sequence_length`` (odd, >= 3) every scene must hold at least
+    ``(sequence_length - 1) * skip_frames + 1`` frames (None: no sequences, e.g. validation).
+    With ``require_gt`` at least one frame must have GT depth. Raises DatasetError naming
+    the file and what is wrong.
     """
     training = Path(root) / "training"
     if not training.is_dir():
         raise DatasetError(f"{training}: missing (expected the SC-Depth layout ROOT/training/)")
-    if split == "train" and (sequence_length < 3 or sequence_length % 2 == 0):
+    if sequence_length is not None and (sequence_length < 3 or sequence_length % 2 == 0):
         raise ValueError(f"sequence_length must be odd and >= 3, got {sequence_length}")
     if skip_frames < 1:
         raise ValueError(f"skip_frames must be >= 1, got {skip_frames}")
     scenes = []
     for name in read_scene_list(training, split):
-        scene = load_scene(
-            training / name,
-            use_pseudo_depth=use_pseudo_depth and split == "train",
-            full_check=full_check,
-        )
-        need = (sequence_length - 1) * skip_frames + 1
-        if split == "train" and len(scene.frames) < need:
+        scene = load_scene(training / name, use_pseudo_depth=use_pseudo_depth,
+                           full_check=full_check)
+        need = 1 if sequence_length is None else (sequence_length - 1) * skip_frames + 1
+        if len(scene.frames) < need:
             raise DatasetError(
                 f"{scene.path}: {len(scene.frames)} frames, but sequence_length "
                 f"{sequence_length} with skip_frames {skip_frames} needs {need}"
             )
         scenes.append(scene)
-    if split != "train":
+    if require_gt:
         gt = [d for s in scenes for d in s.depth if d is not None]
         if not gt:
             raise DatasetError(f"{training}/{split}.txt: no {split} frame has GT in depth/")
