@@ -55,7 +55,7 @@ def _to_uint8(rgb):
     return np.clip(np.round(rgb * 255), 0, 255).astype(np.uint8)
 
 
-def _colorize_depth(depth, mask=None):
+def _colorize_depth(depth):
     """Inverse depth, colour-mapped (near = bright)."""
     inv = np.where(depth > 0, 1.0 / np.maximum(depth, 1e-6), 0)
     inv = inv / max(np.percentile(inv[inv > 0], 99) if (inv > 0).any() else 1, 1e-6)
