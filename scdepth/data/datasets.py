@@ -1,0 +1,63 @@
+"""Per-dataset facts: how ground truth is stored, the evaluation range and crop, default sizes.
+
+The numbers follow the public SC-Depth data and evaluation code (SC_Depth_pl,
+``compute_metrics``); ``configs/*.yaml`` are written from this table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What the loader and the evaluator need to know about one dataset.
+
+    depth_png_scale: a uint16 PNG depth value divided by this is metres (``.npy``/``.npz``
+        files hold metres already and are never scaled).
+    depth_ext: the extension its ground truth usually has (any of .png/.npy/.npz is read).
+    min_depth, max_depth: evaluation range in metres; GT outside it is ignored and the
+        median-scaled prediction is clamped to it.
+    eval_crop: "garg" (KITTI), "eigen_nyu" (NYU), or None.
+    image_size: (H, W) the SC-Depth configs train at.
+    skip_frames: frame distance between target and references (SC_Depth_pl's
+        ``--skip_frames`` default 1 for every dataset).
+    """
+
+    name: str
+    depth_png_scale: float
+    depth_ext: str
+    min_depth: float
+    max_depth: float
+    eval_crop: str | None
+    image_size: tuple[int, int]
+    skip_frames: int = 1
+
+
+# min_depth 1e-3 m is the public evaluation code's for every dataset.
+DATASETS: dict[str, DatasetSpec] = {
+    "kitti": DatasetSpec("kitti", 256.0, ".npy", 1e-3, 80.0, "garg", (256, 832)),
+    "ddad": DatasetSpec("ddad", 256.0, ".npz", 1e-3, 200.0, None, (384, 640)),
+    "nyu": DatasetSpec("nyu", 5000.0, ".png", 1e-3, 10.0, "eigen_nyu", (256, 320)),
+    "bonn": DatasetSpec("bonn", 1000.0, ".png", 1e-3, 10.0, None, (256, 320)),
+    "tum": DatasetSpec("tum", 1000.0, ".png", 1e-3, 10.0, None, (256, 320)),
+    # scdepth-synth writes float32 metres in .npy (exact; 0 = no surface, e.g. sky).
+    # 100 m covers both presets (indoor rooms stay under 10 m, the outdoor street under 100 m).
+    "synthetic": DatasetSpec("synthetic", 1000.0, ".npy", 1e-3, 100.0, None, (128, 160)),
+}
+
+# Crop boxes as fractions of the GT size: (y1, y2, x1, x2).
+EVAL_CROPS: dict[str, tuple[float, float, float, float]] = {
+    # Garg et al. 2016, as in every KITTI Eigen-split evaluation.
+    "garg": (0.40810811, 0.99189189, 0.03594771, 0.96405229),
+    # Eigen et al. 2014 NYUv2 crop [45:471, 41:601] of 480x640.
+    "eigen_nyu": (0.09375, 0.98125, 0.0640625, 0.9390625),
+}
+
+
+def get_spec(name: str) -> DatasetSpec:
+    """The spec of ``name``; a clear error lists the known names."""
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise ValueError(f"dataset must be one of {sorted(DATASETS)}, got {name!r}") from None

@@ -1,0 +1,272 @@
+"""scdepth-synth: photo-textured synthetic video with exact depth, camera motion and movers.
+
+Writes the SC-Depth layout (see layout.py) with ``num_scenes`` training scenes, one
+validation scene (GT depth in ``depth/*.npy``, float32 metres, 0 where nothing was hit) and
+one test scene in ``testing/`` (color, depth .npy, seg_mask). Every scene also gets
+``seg_mask/`` (255 on dynamic pixels) and a simulated LeReS pseudo-depth in ``leres_depth/``.
+``contact_sheet.png`` shows a few test samples; ``synth.json`` records the parameters and the
+measured share of dynamic pixels. The output depends only on the arguments (not on timing or
+the machine's core count).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import queue
+import shutil
+from concurrent.futures import ProcessPoolExecutor, wait
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from .render import render
+from .scenes import DEFAULT_DYNAMIC, DEFAULT_SIZE, PRESETS
+
+OUTPUTS = ("training", "testing", "contact_sheet.png", "synth.json")
+
+
+def simulate_pseudo_depth(depth: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """GT depth -> LeReS-like relative depth as uint16 (larger = farther).
+
+    Unknown scale and shift, a smooth monotone distortion (a random power), blurred edges,
+    a low-frequency multiplicative error and pixel noise, so that ordinal labels agree
+    with the GT for most pixel pairs but not all. Pixels without GT (sky) count as far.
+    """
+    d = np.where(depth > 0, depth, 0)
+    far = d.max() * 1.5 if d.max() > 0 else 1.0
+    x = np.where(d > 0, d, far) / far
+    x = x ** rng.uniform(0.75, 1.3)
+    x = cv2.GaussianBlur(x, (0, 0), 1.2)
+    h, w = x.shape
+    coarse = rng.normal(size=(4, 4)).astype(np.float32)
+    field = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
+    x = x * (1 + 0.06 * field + rng.normal(0, 0.02, x.shape).astype(np.float32))
+    x = x + rng.uniform(0.0, 0.05) * x.max()
+    x = x / max(float(x.max()), 1e-6)
+    return np.clip(np.round(x * 65535), 1, 65535).astype(np.uint16)
+
+
+def _to_uint8(rgb):
+    return np.clip(np.round(rgb * 255), 0, 255).astype(np.uint8)
+
+
+def _colorize_depth(depth):
+    """Inverse depth, colour-mapped (near = bright)."""
+    inv = np.where(depth > 0, 1.0 / np.maximum(depth, 1e-6), 0)
+    inv = inv / max(np.percentile(inv[inv > 0], 99) if (inv > 0).any() else 1, 1e-6)
+    return cv2.applyColorMap(_to_uint8(np.clip(inv, 0, 1)), cv2.COLORMAP_MAGMA)
+
+
+def contact_sheet(samples, path: Path) -> None:
+    """Rows of (frame, GT depth, pseudo-depth, dynamic mask over the frame)."""
+    rows = []
+    for rgb, depth, pseudo, dyn in samples:
+        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        pseudo_bgr = _colorize_depth(pseudo.astype(np.float32) / 65535.0)
+        overlay = bgr.copy()
+        overlay[dyn] = (0.4 * overlay[dyn] + 0.6 * np.array([0, 0, 255])).astype(np.uint8)
+        rows.append(np.concatenate([bgr, _colorize_depth(depth), pseudo_bgr, overlay], 1))
+    cv2.imwrite(str(path), np.concatenate(rows, 0))
+
+
+def _write_png(path: Path, img) -> None:
+    if not cv2.imwrite(str(path), img, [cv2.IMWRITE_PNG_COMPRESSION, 1]):
+        raise OSError(f"could not write {path}")
+
+
+def _render_scene(setup, size, n_frames, exposure_change, supersample, rng, tick):
+    """Yield (rgb uint8, depth, dynamic, pseudo uint16) per frame."""
+    gain = np.exp(np.cumsum(rng.normal(0, exposure_change, n_frames))) if exposure_change else None
+    for t in range(n_frames):
+        R, c = setup.poses[t]
+        f = render(setup.prims(t), setup.K, size, R, c, setup.light / np.linalg.norm(setup.light),
+                   setup.sky, ss=supersample)
+        rgb = f.rgb if gain is None else f.rgb * np.clip(gain[t], 0.6, 1.6)
+        tick(1)
+        yield _to_uint8(rgb), f.depth, f.dynamic, simulate_pseudo_depth(f.depth, rng)
+
+
+def _write_scene(out: Path, name: str, K, frames):
+    """Write one scene's frames; yield (t, share of dynamic pixels, sample for the sheet).
+
+    Training and val scenes go to training/<name>/ (val ones with depth/), the test scene
+    to testing/ with file names prefixed by the scene name.
+    """
+    if name.startswith("test"):
+        dirs = {k: out / "testing" / k for k in ("color", "depth", "seg_mask")}
+        prefix = f"{name}_"
+    else:
+        scene = out / "training" / name
+        dirs = {"color": scene, "pseudo": scene / "leres_depth", "seg_mask": scene / "seg_mask"}
+        if name.startswith("val"):
+            dirs["depth"] = scene / "depth"
+        prefix = ""
+    for d in dirs.values():
+        d.mkdir(parents=True, exist_ok=True)
+    if "pseudo" in dirs:
+        np.savetxt(dirs["color"] / "cam.txt", K, fmt="%.6f")
+    for t, (rgb, depth, dyn, pseudo) in enumerate(frames):
+        stem = f"{prefix}{t:06d}"
+        _write_png(dirs["color"] / f"{stem}.png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        _write_png(dirs["seg_mask"] / f"{stem}.png", dyn.astype(np.uint8) * 255)
+        if "pseudo" in dirs:
+            _write_png(dirs["pseudo"] / f"{stem}.png", pseudo)
+        if "depth" in dirs:
+            np.save(dirs["depth"] / f"{stem}.npy", depth)
+        yield t, float(dyn.mean()), (rgb, depth, pseudo, dyn)
+
+
+def _make_scene(out, name, ss, preset, image_size, n_frames, dynamic_fraction,
+                exposure_change, supersample, tick):
+    """Render and write one scene: [(share of dynamic pixels, contact-sheet sample | None)]."""
+    rng = np.random.default_rng(ss)
+    setup = PRESETS[preset](rng, image_size, n_frames, dynamic_fraction)
+    frames = _render_scene(setup, image_size, n_frames, exposure_change, supersample, rng, tick)
+    every = max(1, n_frames // 4)
+    return [(share, sample if name.startswith("test") and t % every == 0 else None)
+            for t, share, sample in _write_scene(out, name, setup.K, frames)]
+
+
+_PROGRESS = None  # a worker process's queue of rendered-frame counts
+
+
+def _init_worker(q) -> None:
+    global _PROGRESS
+    _PROGRESS = q
+
+
+def _worker(job):
+    return _make_scene(*job, _PROGRESS.put)
+
+
+def _run_parallel(jobs, workers, bar):
+    """Scenes in worker processes (the renderer is bound by Python overhead, so threads do not
+    help). 'spawn' avoids forking a parent whose thread pools (torch, OpenCV) are running."""
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                             initargs=(q,)) as pool:
+        futures = [pool.submit(_worker, job) for job in jobs]
+        while not all(f.done() for f in futures):
+            try:
+                bar.update(q.get(timeout=0.2))
+            except queue.Empty:
+                pass
+        wait(futures)
+        results = [f.result() for f in futures]
+    while bar.n < bar.total:  # counts still in the pipe
+        try:
+            bar.update(q.get(timeout=1.0))
+        except queue.Empty:
+            break
+    return results
+
+
+def _check_args(preset, image_size, num_scenes, frames_per_scene, dynamic_fraction,
+                exposure_change):
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
+    if len(image_size) != 2 or min(image_size) < 16:
+        raise ValueError(f"image_size must be (H, W) with both >= 16, got {image_size}")
+    if num_scenes < 1:
+        raise ValueError(f"num_scenes must be >= 1, got {num_scenes}")
+    if frames_per_scene < 3:
+        raise ValueError(f"frames_per_scene must be >= 3, got {frames_per_scene}")
+    if not 0 <= dynamic_fraction < 1:
+        raise ValueError(f"dynamic_fraction must be in [0, 1), got {dynamic_fraction}")
+    if not 0 <= exposure_change <= 0.5:
+        raise ValueError(f"exposure_change must be in [0, 0.5], got {exposure_change}")
+
+
+def generate(
+    out_dir,
+    *,
+    preset: str = "indoor",
+    seed: int = 0,
+    image_size=None,
+    num_scenes: int = 4,
+    frames_per_scene: int = 50,
+    dynamic_fraction: float | None = None,
+    exposure_change: float = 0.02,
+    supersample: int = 2,
+    workers: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Render ``num_scenes`` training scenes, one val and one test scene into ``out_dir``.
+
+    image_size (H, W) defaults to 128x160 indoor and 128x416 outdoor; dynamic_fraction
+    (rough share of dynamic pixels) to 0.25 indoor and 0.1 outdoor; exposure_change is the
+    per-frame standard deviation of the log exposure. Scenes render in ``workers`` processes
+    (default: one per core); the files do not depend on it. Refuses a non-empty ``out_dir``
+    unless ``overwrite`` (which then replaces only what this function writes).
+    """
+    image_size = tuple(int(v) for v in (image_size or DEFAULT_SIZE.get(preset, (128, 160))))
+    if dynamic_fraction is None:
+        dynamic_fraction = DEFAULT_DYNAMIC.get(preset, 0.2)
+    _check_args(preset, image_size, num_scenes, frames_per_scene, dynamic_fraction,
+                exposure_change)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{out}: not empty; pass overwrite=True (--overwrite) to replace")
+        for name in OUTPUTS:
+            p = out / name
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    training = out / "training"
+    names = [f"scene_{i:02d}" for i in range(num_scenes)] + ["val_00", "test_00"]
+    seeds = np.random.SeedSequence(seed).spawn(len(names))
+    jobs = [(out, name, ss, preset, image_size, frames_per_scene, dynamic_fraction,
+             exposure_change, supersample) for name, ss in zip(names, seeds, strict=True)]
+    workers = min(len(jobs), workers or os.cpu_count() or 1)
+    with tqdm(total=frames_per_scene * len(names), desc=f"scdepth-synth {preset}", unit="frame",
+              disable=not progress) as bar:
+        per_scene = _run_parallel(jobs, workers, bar) if workers > 1 else \
+            [_make_scene(*job, bar.update) for job in jobs]
+    per_frame = [row for rows in per_scene for row in rows]
+    dyn_pixels = [share for share, _ in per_frame]
+    sheet = [sample for _, sample in per_frame if sample is not None]
+    (training / "train.txt").write_text("".join(f"{n}\n" for n in names[:-2]))
+    (training / "val.txt").write_text("val_00\n")
+    contact_sheet(sheet[:4], out / "contact_sheet.png")
+    meta = {
+        "preset": preset, "seed": seed, "image_size": list(image_size), "num_scenes": num_scenes,
+        "frames_per_scene": frames_per_scene, "dynamic_fraction": dynamic_fraction,
+        "measured_dynamic_fraction": round(float(np.mean(dyn_pixels)), 4),
+        "exposure_change": exposure_change, "supersample": supersample,
+        "depth": "float32 metres in .npy, 0 = no surface",
+    }
+    (out / "synth.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="scdepth-synth", description=__doc__.split("\n")[0])
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="indoor")
+    ap.add_argument("--out", required=True, help="output dataset root")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None)
+    ap.add_argument("--scenes", type=int, default=4, help="training scenes (plus 1 val, 1 test)")
+    ap.add_argument("--frames", type=int, default=50, help="frames per scene")
+    ap.add_argument("--dynamic-fraction", type=float, default=None)
+    ap.add_argument("--exposure-change", type=float, default=0.02)
+    ap.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    ap.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    ap.add_argument("--no-progress", action="store_true")
+    a = ap.parse_args(argv)
+    try:
+        out = generate(a.out, preset=a.preset, seed=a.seed, image_size=a.size,
+                       num_scenes=a.scenes, frames_per_scene=a.frames,
+                       dynamic_fraction=a.dynamic_fraction, exposure_change=a.exposure_change,
+                       workers=a.workers, overwrite=a.overwrite, progress=not a.no_progress)
+    except (ValueError, FileExistsError) as e:
+        ap.error(str(e))
+    print(f"wrote {out}")
+    return 0

@@ -1,0 +1,127 @@
+"""scdepth-synth: layout, determinism, exact depth, simulated pseudo-depth, refusal to overwrite."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from scdepth.data.dataset import TestFolder, TrainFolder, ValFolder
+from scdepth.data.render import Prim, render
+from scdepth.data.synth import generate, main, simulate_pseudo_depth
+
+TINY = dict(image_size=(24, 32), num_scenes=2, frames_per_scene=5, progress=False, workers=1)
+
+
+@pytest.fixture(scope="module")
+def indoor(tmp_path_factory):
+    return generate(tmp_path_factory.mktemp("syn") / "indoor", preset="indoor", seed=0,
+                    dynamic_fraction=0.3, **TINY)
+
+
+def _files(root):
+    return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_layout_is_loadable(indoor):
+    ds = TrainFolder(indoor, image_size=(24, 32), augment=False)
+    assert len(ds) == 2 * 3
+    item = ds[0]
+    assert item["tgt"].shape == (3, 24, 32) and item["pseudo_depth"].shape == (1, 24, 32)
+    val, test = ValFolder(indoor, image_size=(24, 32)), TestFolder(indoor, image_size=(24, 32))
+    assert len(val) == len(test) == 5
+    depth = test[0]["depth"]
+    assert (depth > 0.1).all() and (depth < 15).all()  # a closed room: GT everywhere
+    masks = np.stack([test[i]["mask"].numpy() for i in range(5)])
+    assert 0.02 < masks.mean() < 0.9  # walking people cover part of the view
+    meta = json.loads((indoor / "synth.json").read_text())
+    assert meta["measured_dynamic_fraction"] == pytest.approx(masks.mean(), abs=0.3)
+    sheet = cv2.imread(str(indoor / "contact_sheet.png"))
+    assert sheet.shape[1] == 4 * 32 and sheet.shape[0] % 24 == 0
+    for d in (indoor / "training/scene_00", indoor / "training/val_00"):
+        assert sorted(p.stem for p in d.glob("*.png")) == [f"{i:06d}" for i in range(5)]
+
+
+def test_frames_are_textured_not_flat(indoor):
+    img = cv2.imread(str(indoor / "training/scene_00/000002.png"), cv2.IMREAD_GRAYSCALE)
+    grad = np.abs(np.diff(img.astype(np.float32), axis=1))
+    assert img.std() > 10 and np.mean(grad > 2) > 0.3
+
+
+def test_deterministic_for_a_seed(tmp_path, indoor):
+    """Same seed: identical bytes, also when the scenes render in 2 worker processes."""
+    again = generate(tmp_path / "again", preset="indoor", seed=0, dynamic_fraction=0.3,
+                     **{**TINY, "workers": 2})
+    other = generate(tmp_path / "other", preset="indoor", seed=1, dynamic_fraction=0.3, **TINY)
+    a, b, c = _files(indoor), _files(again), _files(other)
+    assert a == b
+    assert a.keys() == c.keys()
+    differing = [k for k in a if k.suffix == ".png" and a[k] != c[k]]
+    assert len(differing) > 0.9 * sum(k.suffix == ".png" for k in a)
+
+
+def test_refuses_non_empty_folder_unless_overwrite(tmp_path):
+    out = tmp_path / "ds"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="not empty"):
+        generate(out, **TINY)
+    generate(out, overwrite=True, **TINY)
+    assert (out / "notes.txt").read_text() == "mine"  # only its own outputs are replaced
+    with pytest.raises(SystemExit):
+        main(["--out", str(out), "--size", "24", "32", "--no-progress"])
+    with pytest.raises(ValueError, match="dynamic_fraction"):
+        generate(tmp_path / "x", dynamic_fraction=1.5, **TINY)
+
+
+def test_outdoor_cli(tmp_path, capsys):
+    out = tmp_path / "street"
+    assert main(["--preset", "outdoor", "--out", str(out), "--size", "24", "64", "--scenes", "1",
+                 "--frames", "4", "--no-progress"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    depth = np.load(out / "testing/depth/test_00_000000.npy")
+    assert depth.shape == (24, 64) and (depth == 0).any()  # sky has no depth
+    road = depth[-1]  # bottom row sees the road, 1.65 m below the camera
+    assert ((road > 1.5) & (road < 30)).mean() > 0.5
+    TrainFolder(out, image_size=(24, 64))
+
+
+def test_depth_is_exact_z_depth():
+    """A room seen from inside: the far wall at z = 5 has depth 5 at every pixel it covers,
+    including off-centre ones (z-depth, not ray length); a sphere's nearest point is d - r."""
+    K = np.array([[20.0, 0, 15.5], [0, 20.0, 11.5], [0, 0, 1]])
+    room = Prim("box", np.zeros(3, np.float32), np.array([40, 40, 5], np.float32), inside=True)
+    ball = Prim("ellipsoid", np.array([0, 0, 3], np.float32), np.full(3, 0.5, np.float32),
+                dynamic=True)
+    sky = lambda d: np.zeros((len(d), 3), np.float32)  # noqa: E731
+    f = render([room, ball], K, (24, 32), np.eye(3), np.zeros(3), np.array([0, -1, 0]), sky)
+    np.testing.assert_allclose(f.depth[0], 5.0, rtol=1e-5)
+    np.testing.assert_allclose(f.depth[:, 0], 5.0, rtol=1e-5)
+    v, u = 11.5, 15.5  # the sphere centre projects between the 4 middle pixels
+    ray = np.array([(16 - u) / 20, (12 - v) / 20, 1.0])
+    t = (3 * ray[2] - np.sqrt((3 * ray[2]) ** 2 - ray @ ray * (9 - 0.25))) / (ray @ ray)
+    assert f.depth[12, 16] == pytest.approx(t, rel=1e-5)
+    assert f.dynamic[12, 16] and not f.dynamic[0, 0]
+
+
+def _labels(x, y, tau=0.15):
+    r = x / y
+    return np.where(r > 1 + tau, 1, np.where(r < 1 / (1 + tau), -1, 0))
+
+
+def test_pseudo_depth_ordinal_labels_mostly_right():
+    """Ranking labels (tau = 0.15, SC-DepthV3) from the pseudo-depth agree with those from the
+    GT for most but not all pixel pairs; clearly ordered pairs keep their order far more often."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:64, :80]
+    depth = (1.0 + 0.1 * yy + 3.0 * (np.abs(xx - 40) < 10)).astype(np.float32)
+    raw = simulate_pseudo_depth(depth, rng)
+    assert raw.dtype == np.uint16 and raw.min() >= 1
+    pseudo = raw.astype(np.float64).ravel()
+    a, b = rng.integers(0, depth.size, (2, 20000))
+    ga, gb = depth.ravel()[a], depth.ravel()[b]
+    same = _labels(ga, gb) == _labels(pseudo[a], pseudo[b])
+    assert 0.75 < same.mean() < 0.99
+    clear = _labels(ga, gb) != 0
+    order = np.sign(ga - gb)[clear] == np.sign(pseudo[a] - pseudo[b])[clear]
+    assert 0.95 < order.mean() < 1.0
