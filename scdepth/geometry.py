@@ -21,3 +21,44 @@ def pose_vec2mat(vec):
     if vec.dim() != 2 or vec.shape[-1] != 6:
         raise ValueError(f"vec must be [B, 6] (tx, ty, tz, rx, ry, rz), got {list(vec.shape)}")
     return torch.cat([euler2mat(vec[:, 3:]), vec[:, :3].unsqueeze(-1)], dim=2)
+
+
+def pixel_rays(K, H, W):
+    """K^-1 [u, v, 1]^T for every pixel: [B, 3, H, W] (pixel centres at integer coordinates)."""
+    v, u = torch.meshgrid(
+        torch.arange(H, dtype=K.dtype, device=K.device),
+        torch.arange(W, dtype=K.dtype, device=K.device),
+        indexing="ij",
+    )
+    pix = torch.stack([u, v, torch.ones_like(u)]).view(1, 3, H * W)
+    return (torch.linalg.inv(K) @ pix).view(-1, 3, H, W)
+
+
+def backproject(depth, K):
+    """Camera-frame 3-D points [B, 3, H, W] of depth [B, 1, H, W]."""
+    return depth * pixel_rays(K, depth.shape[-2], depth.shape[-1])
+
+
+# Normalised Sobel kernels (sum of absolute values 1), replicate padding: the image gradient
+# that SC-DepthV3 takes through kornia's depth_to_normals.
+_SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 8.0
+
+
+def sobel(x):
+    """(d/du, d/dv) of every channel of x [B, C, H, W], each [B, C, H, W]."""
+    C = x.shape[1]
+    kx = _SOBEL_X.to(x).view(1, 1, 3, 3).expand(C, 1, 3, 3)
+    ky = kx.transpose(2, 3)
+    xp = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate")
+    return (
+        torch.nn.functional.conv2d(xp, kx, groups=C),
+        torch.nn.functional.conv2d(xp, ky, groups=C),
+    )
+
+
+def depth_to_normals(depth, K, eps=1e-8):
+    """Unit surface normals [B, 3, H, W]: the cross product of the image-space derivatives of
+    the back-projected points (SC-DepthV3's normals from depth and K)."""
+    du, dv = sobel(backproject(depth, K))
+    n = torch.cross(du, dv, dim=1)
+    return n / n.norm(dim=1, keepdim=True).clamp_min(eps)
