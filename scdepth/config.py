@@ -1,0 +1,232 @@
+"""Training configuration: defaults in one place, YAML files and `key=value` overrides on top.
+
+The defaults train SC-DepthV3 on the built-in synthetic dataset. `method` picks the loss set:
+- sc_depth_v3: photometric + geometry consistency + normal matching + mask (depth) ranking
+  + normal ranking (SC-DepthV3, TPAMI 2023: weights 1, 0.1, 0.1, 0.1, 0.1; no smoothness)
+- sc_depth_v1: photometric + geometry consistency + smoothness (SC-Depth, weights 1, 0.1, 0.1)
+- monodepth2: photometric only, with the auto-mask and the per-pixel minimum
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+METHODS = ("sc_depth_v3", "sc_depth_v1", "monodepth2")
+
+# Loss weights per method (papers' defaults); `weights.<term>` overrides one.
+METHOD_WEIGHTS = {
+    "sc_depth_v3": dict(
+        photo=1.0, geometry=0.1, smooth=0.0, normal_matching=0.1, mask_rank=0.1, normal_rank=0.1
+    ),
+    "sc_depth_v1": dict(
+        photo=1.0, geometry=0.1, smooth=0.1, normal_matching=0.0, mask_rank=0.0, normal_rank=0.0
+    ),
+    "monodepth2": dict(
+        photo=1.0, geometry=0.0, smooth=0.0, normal_matching=0.0, mask_rank=0.0, normal_rank=0.0
+    ),
+}
+
+
+@dataclass
+class Config:
+    # what to train
+    method: str = "sc_depth_v3"
+    dataset: str = "synthetic"
+    data_root: str = "data/synthetic-indoor"
+    synth_preset: str = "indoor"  # generated into data_root when it is missing (synthetic only)
+    image_size: tuple = (128, 160)  # (H, W), multiples of 32
+    sequence_length: int = 3
+    skip_frames: int = 1
+    # model
+    resnet_layers: int = 18
+    pretrained: str = (
+        "none"  # none | imagenet (torchvision weights, needs them cached or a network)
+    )
+    # optimisation
+    lr: float = 1e-4
+    batch_size: int = 4
+    epochs: int = 8
+    epoch_size: int = 150  # random batches per epoch
+    seed: int = 0
+    amp: str = "none"  # none | bf16 | fp16 (networks only; the losses run in float32)
+    # losses (SC-Depth names); None = the method's default weights
+    weights: dict = field(default_factory=dict)
+    ssim_window: int = 3  # SC-Depth paper / Monodepth2; the public V3 code uses 7
+    ssim_alpha: float = 0.85
+    drr_ratio: float = 0.2  # share of pixels treated as dynamic (SC-DepthV3)
+    drr_global_ratio: float = 0.1  # extra random pairs over the whole image (SC-DepthV3)
+    rank_tau: float = 0.15  # ordinal-label margin of the ranking losses (SC-DepthV3)
+    no_ssim: bool = False
+    no_auto_mask: bool = False
+    no_dynamic_mask: bool = False
+    no_min_optimize: bool = False
+    no_drr: bool = False
+    no_lsr: bool = False
+    # running
+    backend: str = "ext"  # ext | reference
+    device: str = "auto"  # auto | cpu | cuda
+    num_workers: int = 2
+    log_every: int = 10
+    val_max_frames: int = 64  # validation frames per epoch (0: all)
+    max_bad_steps: int = 20  # consecutive non-finite steps before training stops
+    sheet_frames: int = 4  # validation frames drawn in each epoch's PNG sheet
+
+    def loss_weights(self) -> dict:
+        w = dict(METHOD_WEIGHTS[self.method])
+        unknown = set(self.weights) - set(w)
+        if unknown:
+            raise ValueError(f"weights has unknown terms {sorted(unknown)}; known: {sorted(w)}")
+        w.update({k: float(v) for k, v in self.weights.items()})
+        if self.no_drr:
+            w["mask_rank"] = 0.0
+        if self.no_lsr:
+            w["normal_matching"] = w["normal_rank"] = 0.0
+        return w
+
+    def validate(self) -> Config:
+        def need(ok, msg):
+            if not ok:
+                raise ValueError(msg)
+
+        need(self.method in METHODS, f"method must be one of {METHODS}, got {self.method!r}")
+        need(
+            self.backend in ("ext", "reference"),
+            f"backend must be ext or reference, got {self.backend!r}",
+        )
+        need(
+            self.device in ("auto", "cpu", "cuda"),
+            f"device must be auto, cpu or cuda, got {self.device!r}",
+        )
+        need(
+            self.amp in ("none", "bf16", "fp16"),
+            f"amp must be none, bf16 or fp16, got {self.amp!r}",
+        )
+        need(
+            self.pretrained in ("none", "imagenet"),
+            f"pretrained must be none or imagenet, got {self.pretrained!r}",
+        )
+        need(
+            self.resnet_layers in (18, 50),
+            f"resnet_layers must be 18 or 50, got {self.resnet_layers}",
+        )
+        h, w = self.image_size
+        need(
+            h % 32 == 0 and w % 32 == 0 and h > 0 and w > 0,
+            f"image_size must be (H, W) multiples of 32, got {tuple(self.image_size)}",
+        )
+        need(
+            self.sequence_length >= 3 and self.sequence_length % 2 == 1,
+            f"sequence_length must be odd and >= 3, got {self.sequence_length}",
+        )
+        for name in (
+            "batch_size",
+            "epochs",
+            "epoch_size",
+            "skip_frames",
+            "log_every",
+            "max_bad_steps",
+        ):
+            need(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        need(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        need(
+            self.ssim_window % 2 == 1 and 3 <= self.ssim_window <= 11,
+            f"ssim_window must be odd in [3, 11], got {self.ssim_window}",
+        )
+        need(0 < self.drr_ratio < 1, f"drr_ratio must be in (0, 1), got {self.drr_ratio}")
+        need(
+            0 <= self.drr_global_ratio < 1,
+            f"drr_global_ratio must be in [0, 1), got {self.drr_global_ratio}",
+        )
+        self.loss_weights()
+        return self
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+def _coerce(name, value):
+    """A YAML or command-line value turned into the type of field `name`."""
+    default = FIELDS[name].default if FIELDS[name].default is not dataclasses.MISSING else None
+    if isinstance(value, str) and not isinstance(default, str):
+        try:
+            value = float(value) if isinstance(default, float) else yaml.safe_load(value)
+        except ValueError:
+            pass  # reported below as "must be a number"
+        # yaml: "4" -> 4, "true" -> True, "[128, 160]" -> [128, 160]
+    if name == "image_size":
+        if not (isinstance(value, (list, tuple)) and len(value) == 2):
+            raise ValueError(f"image_size must be [H, W], got {value!r}")
+        return tuple(int(v) for v in value)
+    if name == "weights":
+        if not isinstance(value, dict):
+            raise ValueError(f"weights must be a mapping term -> weight, got {value!r}")
+        return value
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be true or false, got {value!r}")
+        return value
+    if isinstance(default, (int, float)) and not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if isinstance(default, int) and not isinstance(default, bool):
+        if float(value) != int(value):
+            raise ValueError(f"{name} must be an integer, got {value!r}")
+        return int(value)
+    if isinstance(default, float):
+        return float(value)
+    return str(value) if isinstance(default, str) else value
+
+
+def apply(cfg: Config, values: dict, source: str) -> Config:
+    """Sets `values` on cfg; keys `weights.<term>` set one loss weight."""
+    for key, value in values.items():
+        if key.startswith("weights."):
+            cfg.weights = {**cfg.weights, key[len("weights.") :]: float(yaml.safe_load(str(value)))}
+            continue
+        if key not in FIELDS:
+            raise ValueError(
+                f"{source}: unknown config key {key!r}; known keys: {', '.join(FIELDS)}"
+            )
+        try:
+            setattr(cfg, key, _coerce(key, value))
+        except ValueError as e:
+            raise ValueError(f"{source}: {e}") from None
+    return cfg
+
+
+def load(path=None, overrides=()) -> Config:
+    """Defaults, then the YAML file `path`, then `key=value` overrides; validated."""
+    cfg = Config()
+    if path is not None:
+        path = Path(path)
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except OSError as e:
+            raise ValueError(f"cannot read config {path}: {e.strerror}") from None
+        except yaml.YAMLError as e:
+            raise ValueError(f"{path} is not valid YAML: {e}") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"{path} must hold a mapping of config keys")
+        apply(cfg, values, str(path))
+    pairs = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override must be key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        pairs[k.strip()] = v
+    apply(cfg, pairs, "command line")
+    return cfg.validate()
+
+
+def to_dict(cfg: Config) -> dict:
+    d = dataclasses.asdict(cfg)
+    d["image_size"] = list(cfg.image_size)
+    return d
+
+
+def from_dict(d: dict) -> Config:
+    """The config saved in a checkpoint."""
+    return apply(Config(), d, "checkpoint").validate()
