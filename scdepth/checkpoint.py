@@ -1,0 +1,83 @@
+"""Checkpoints: written atomically, read without executing pickled code.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, saved with
+torch.save and loaded with torch.load(weights_only=True): a tampered file cannot run code,
+and a truncated or corrupt one gives CheckpointError naming the file. Saving writes a
+temporary file in the same folder, fsyncs it, then renames it over the old one, so a kill at
+any moment leaves either the previous checkpoint or the new one, never half of one.
+"""
+
+import errno
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+FORMAT = "scdepth-checkpoint-1"
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+def check_writable(folder):
+    """Fails early, with the reason, when checkpoints cannot be written into `folder`."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise CheckpointError(f"output folder {folder} is not writable: {e.strerror}") from None
+
+
+def save(state, path):
+    """Atomically writes `state` (a dict) to `path`."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format": FORMAT, **state}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            why = "the disk is full" if e.errno == errno.ENOSPC else e.strerror
+            raise CheckpointError(
+                f"could not write checkpoint {path}: {why}; the previous checkpoint is intact"
+            ) from e
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder):
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load(path, map_location="cpu"):
+    """The state dict saved by `save`; CheckpointError for a missing, truncated, corrupt or
+    foreign file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # zip errors, unpickling refused, EOF: all mean "not a good file"
+        raise CheckpointError(
+            f"checkpoint {path} is truncated, corrupt or not a scdepth checkpoint ({e})"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint {path} is not a scdepth checkpoint ({FORMAT})")
+    return state
