@@ -1,0 +1,105 @@
+"""Loss terms on hand-made inputs."""
+
+import math
+
+import pytest
+import torch
+
+from scdepth import losses
+from scdepth.geometry import depth_to_normals
+
+
+def intrinsics(B, f=50.0, cx=15.5, cy=11.5):
+    K = torch.tensor([[f, 0, cx], [0, f, cy], [0, 0, 1.0]], dtype=torch.float64)
+    return K.expand(B, 3, 3).clone()
+
+
+def plane_depth(normal, offset, K, H, W):
+    """Depth of the plane n . X = offset seen through K: d = offset / (n . K^-1 [u, v, 1])."""
+    v, u = torch.meshgrid(
+        torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64), indexing="ij"
+    )
+    rays = torch.linalg.inv(K[0]) @ torch.stack([u, v, torch.ones_like(u)]).view(3, -1)
+    return (offset / (torch.tensor(normal, dtype=torch.float64) @ rays)).view(1, 1, H, W)
+
+
+def test_mean_on_mask_needs_more_than_100_pixels():
+    x = torch.arange(400.0).view(1, 1, 20, 20)
+    mask = torch.zeros_like(x)
+    mask.view(-1)[:100] = 1
+    assert losses.mean_on_mask(x, mask) == 0
+    mask.view(-1)[:101] = 1
+    assert losses.mean_on_mask(x, mask) == pytest.approx(50.0)
+
+
+def test_normals_of_planes():
+    K = intrinsics(1)
+    for n in ([0.0, 0.0, 1.0], [0.3, -0.2, 0.93]):
+        n_unit = torch.tensor(n, dtype=torch.float64) / torch.tensor(n).norm()
+        depth = plane_depth(n_unit.tolist(), 5.0, K, 24, 32)
+        normals = depth_to_normals(depth, K)
+        # interior pixels (the replicate border has one-sided differences)
+        inner = normals[0, :, 2:-2, 2:-2].reshape(3, -1).T
+        torch.testing.assert_close(inner, n_unit.expand_as(inner), atol=1e-6, rtol=0)
+
+
+def test_edge_aware_smoothness():
+    img = torch.zeros(1, 3, 4, 4)
+    flat = torch.full((1, 1, 4, 4), 2.0)
+    assert losses.edge_aware_smoothness(flat, img) == 0
+    ramp = torch.arange(4.0).view(1, 1, 1, 4).expand(1, 1, 4, 4) + 1  # mean 2.5
+    # normalised ramp steps by 1/2.5 in x; nothing in y; no image edges (weight 1)
+    assert losses.edge_aware_smoothness(ramp, img).item() == pytest.approx(1 / 2.5)
+    edge_img = img.clone()
+    edge_img[..., 2:] = 1.0  # an image edge between columns 1 and 2 lowers that step's weight
+    expected = (2 * 1 + math.exp(-1)) / 3 / 2.5
+    assert losses.edge_aware_smoothness(ramp, edge_img).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_edge_guided_pairs_follow_the_edge_normal():
+    mag = torch.zeros(2, 40, 40)
+    mag[0, 20, 20] = 1.0  # one anchor per image
+    mag[1, 10, 30] = 2.0
+    theta = torch.zeros(2, 40, 40)
+    theta[1] = math.pi / 2  # image 1: gradient along +v
+    gen = torch.Generator().manual_seed(0)
+    A, B = losses.edge_guided_pairs(mag, theta, gen)
+    assert A.numel() == B.numel() == 2 * 3  # (a, b), (b, c), (c, d) per anchor
+    b, rest = A // 1600, A % 1600
+    rows, cols = rest // 40, rest % 40
+    assert (rows[b == 0] == 20).all()  # theta 0: the points move along u only
+    assert (cols[b == 1] == 30).all()  # theta pi/2: along v only
+    d = (cols[b == 0] - 20).abs()
+    assert ((d >= 3) & (d < 20)).all()
+
+
+def test_normal_ranking_loss_is_zero_for_matching_normals_and_grows_otherwise():
+    K = intrinsics(2).float()
+    depth = torch.cat(
+        [
+            plane_depth([0.0, 0.0, 1.0], 4.0, intrinsics(1), 24, 32),
+            plane_depth([0.4, 0.0, 0.92], 4.0, intrinsics(1), 24, 32),
+        ]
+    ).float()
+    # a two-plane scene: the right half is tilted (a normal edge), the image has a stripe
+    pseudo = depth.clone()
+    pseudo[:, :, :, 16:] = depth[1:, :, :, 16:]
+    img = torch.zeros(2, 3, 24, 32)
+    img[:, :, :, 8:12] = 1.0
+    n_star = depth_to_normals(pseudo, K)
+    gen = torch.Generator().manual_seed(0)
+    assert losses.normal_ranking_loss(img, pseudo, n_star, n_star, gen) == 0
+    n = depth_to_normals(depth[:1].expand(2, 1, 24, 32), K).requires_grad_()
+    loss = losses.normal_ranking_loss(img, pseudo, n, n_star, torch.Generator().manual_seed(0))
+    assert loss > 0.01
+    loss.backward()
+    assert n.grad.abs().sum() > 0
+
+
+def test_normal_matching_loss():
+    n = torch.zeros(1, 3, 2, 2)
+    n[:, 2] = 1
+    m = n.clone()
+    m[0, :, 0, 0] = torch.tensor([1.0, 0.0, 0.0])
+    assert losses.normal_matching_loss(n, n) == 0
+    assert losses.normal_matching_loss(n, m).item() == pytest.approx(2 / 12)
