@@ -154,17 +154,17 @@ def evaluate_folder(pred_dir, data_root, dataset: str, *, split: str = "test",
     return _score(folder, predict, spec, median_scaling, progress, f"eval {dataset} {split}")
 
 
-def evaluate_checkpoint(checkpoint, data_root, dataset: str, *, split: str = "test",
-                        device: str = "cpu", median_scaling: bool = True,
-                        progress: bool = True) -> dict:
-    """Like evaluate_folder, predicting with ``scdepth.infer.load_depth_model``."""
+def evaluate_model(model, data_root, dataset: str, *, image_size, split: str = "test",
+                   device="cpu", median_scaling: bool = True, progress: bool = True,
+                   max_images: int = 0) -> dict:
+    """Score a depth model (normalised [1, 3, H, W] at image_size -> depth [1, 1, H, W]) on a
+    split; max_images > 0 scores only the first that many images."""
     import torch
 
-    from .infer import load_depth_model  # the model code is only needed here
-
     spec = get_spec(dataset)
-    model, image_size = load_depth_model(checkpoint, device)
     folder = _folder(data_root, dataset, split, image_size)
+    if max_images:
+        folder.records = folder.records[:max_images]
 
     @torch.no_grad()
     def predict(index, name):
@@ -172,6 +172,17 @@ def evaluate_checkpoint(checkpoint, data_root, dataset: str, *, split: str = "te
         return model(img)[0, 0].float().cpu().numpy()
 
     return _score(folder, predict, spec, median_scaling, progress, f"eval {dataset} {split}")
+
+
+def evaluate_checkpoint(checkpoint, data_root, dataset: str, *, split: str = "test",
+                        device: str = "cpu", median_scaling: bool = True,
+                        progress: bool = True) -> dict:
+    """Like evaluate_folder, predicting with ``scdepth.infer.load_depth_model``."""
+    from .infer import load_depth_model  # the model code is only needed here
+
+    model, image_size = load_depth_model(checkpoint, device)
+    return evaluate_model(model, data_root, dataset, image_size=image_size, split=split,
+                          device=device, median_scaling=median_scaling, progress=progress)
 
 
 def format_table(results: dict) -> str:
@@ -212,3 +223,7 @@ def main(argv=None) -> int:
                    "median_scaling": kw["median_scaling"], "regions": results}
         Path(a.json).write_text(json.dumps(payload, indent=2) + "\n")
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -188,3 +188,7 @@ def _k_from_values(source, fx, fy, cx, cy) -> np.ndarray:
         cx = (w - 1) / 2 if cx is None else cx
         cy = (h - 1) / 2 if cy is None else cy
     return np.array([[fx, 0, cx], [0, fx if fy is None else fy, cy], [0, 0, 1]])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

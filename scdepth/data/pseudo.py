@@ -187,3 +187,7 @@ def main(argv=None) -> int:
         ap.error(str(e))
     print(f"wrote leres_depth/ for {len(scenes)} scene(s)")
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -270,3 +270,7 @@ def main(argv=None) -> int:
         ap.error(str(e))
     print(f"wrote {out}")
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
