@@ -20,6 +20,7 @@ namespace scdepth::pairs {
 namespace {
 
 constexpr int64_t kGrainPairs = 4096;  // pairs per parallel_for chunk in phase 2
+constexpr int64_t kPrefetch = 24;      // pairs ahead to prefetch random reads in phase 2
 
 // Histogram of the pass-`pass` digits of keys[0, n), in four interleaved sub-histograms so
 // that runs of equal keys (e.g. the zeros of out-of-view pixels) do not serialise on one
@@ -94,6 +95,33 @@ void select_image(const scalar_t* score, int64_t N, int64_t k, int64_t* a, int32
   std::copy(ts, ts + (N - k), s);
 }
 
+// Pairs e in [begin, end), e = b * k + i (the Philox subsequence): partner draws, then
+// partners, then labels. Separate sweeps, and software prefetch kPrefetch pairs ahead, so that
+// the random reads of S_b and of the pseudo depths overlap instead of each waiting for the
+// last: 3-4x faster at KITTI size.
+template <typename scalar_t>
+void partners(const scalar_t* __restrict__ d, const int64_t* __restrict__ a,
+              const int32_t* __restrict__ s, int64_t* __restrict__ pb, int8_t* __restrict__ lb,
+              int64_t begin, int64_t end, int64_t k, int64_t N, uint32_t M, uint64_t seed,
+              double one_plus_tau) {
+  using T = at::opmath_type<scalar_t>;
+  const uint64_t limit = acceptance_limit(M);
+  for (int64_t e = begin; e < end; ++e) pb[e] = draw_below(seed, static_cast<uint64_t>(e), M, limit);
+  // (b, i) of pair e, stepped along; the prefetch address uses the current b, which may be an
+  // image early near an image's end: still inside the buffer, and prefetches never fault.
+  for (int64_t e = begin, b = begin / k, i = begin % k; e < end; ++e) {
+    if (e + kPrefetch < end) __builtin_prefetch(s + b * M + pb[e + kPrefetch]);
+    pb[e] = s[b * M + pb[e]];
+    if (++i == k) i = 0, ++b;
+  }
+  for (int64_t e = begin, b = begin / k, i = begin % k; e < end; ++e) {
+    if (e + kPrefetch < end) __builtin_prefetch(d + b * N + pb[e + kPrefetch]);
+    const T da = static_cast<T>(d[b * N + a[e]]), db = static_cast<T>(d[b * N + pb[e]]);
+    lb[e] = ordinal_label(static_cast<double>(da), static_cast<double>(db), one_plus_tau);
+    if (++i == k) i = 0, ++b;
+  }
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cpu(const at::Tensor& score_,
                                                            const at::Tensor& pseudo_depth_,
                                                            double ratio, double tau,
@@ -124,26 +152,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cpu(const at::Tensor& sco
   int64_t* pb = idx_b.mutable_data_ptr<int64_t>();
   int8_t* lb = label.mutable_data_ptr<int8_t>();
   const auto m32 = static_cast<uint32_t>(M);
-  const uint64_t limit = acceptance_limit(m32), key = static_cast<uint64_t>(seed);
-  const double one_plus_tau = 1.0 + tau;
   SCDEPTH_DISPATCH_FLOATING(pd.scalar_type(), "sample_dynamic_pairs_partners_cpu", [&] {
-    using T = at::opmath_type<scalar_t>;
     const scalar_t* d = pd.const_data_ptr<scalar_t>();
     at::parallel_for(0, B * k, kGrainPairs, [&](int64_t begin, int64_t end) {
-      // Three sweeps, so that the random reads of the last two overlap in memory instead of
-      // waiting behind the Philox rounds. e = b * k + i is the Philox subsequence.
-      for (int64_t e = begin; e < end; ++e) {
-        pb[e] = draw_below(key, static_cast<uint64_t>(e), m32, limit);
-      }
-      for (int64_t e = begin, b = begin / k, i = begin % k; e < end; ++e) {
-        pb[e] = s[b * M + pb[e]];
-        if (++i == k) i = 0, ++b;
-      }
-      for (int64_t e = begin, b = begin / k, i = begin % k; e < end; ++e) {
-        const T da = static_cast<T>(d[b * N + a[e]]), db = static_cast<T>(d[b * N + pb[e]]);
-        lb[e] = ordinal_label(static_cast<double>(da), static_cast<double>(db), one_plus_tau);
-        if (++i == k) i = 0, ++b;
-      }
+      partners(d, a, s, pb, lb, begin, end, k, N, m32, static_cast<uint64_t>(seed), 1.0 + tau);
     });
   });
   return {idx_a, idx_b, label};
