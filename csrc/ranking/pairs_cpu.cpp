@@ -106,7 +106,9 @@ void partners(const scalar_t* __restrict__ d, const int64_t* __restrict__ a,
               double one_plus_tau) {
   using T = at::opmath_type<scalar_t>;
   const uint64_t limit = acceptance_limit(M);
-  for (int64_t e = begin; e < end; ++e) pb[e] = draw_below(seed, static_cast<uint64_t>(e), M, limit);
+  for (int64_t e = begin; e < end; ++e) {
+    pb[e] = draw_below(seed, static_cast<uint64_t>(e), M, limit);
+  }
   // (b, i) of pair e, stepped along; the prefetch address uses the current b, which may be an
   // image early near an image's end: still inside the buffer, and prefetches never fault.
   for (int64_t e = begin, b = begin / k, i = begin % k; e < end; ++e) {

@@ -46,10 +46,12 @@ struct Tiling {
 };
 
 Tiling make_tiling(int64_t B, int64_t N) {
-  const int64_t tile = std::max(kMinTile, ceil_div(ceil_div(N, kMaxTiles), int64_t(kThreads)) * kThreads);
+  const int64_t per_tile = ceil_div(ceil_div(N, kMaxTiles), int64_t(kThreads)) * kThreads;
+  const int64_t tile = std::max(kMinTile, per_tile);
   const int64_t tiles = ceil_div(N, tile);
-  TORCH_CHECK_VALUE(B * tiles <= INT_MAX, "sample_dynamic_pairs: batch too large for one launch (B = ",
-                    B, ", H*W = ", N, ")");
+  TORCH_CHECK_VALUE(B * tiles <= INT_MAX,
+                    "sample_dynamic_pairs: batch too large for one launch (B = ", B,
+                    ", H*W = ", N, ")");
   return {tile, tiles};
 }
 
