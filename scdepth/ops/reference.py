@@ -68,19 +68,15 @@ def ordinal_labels(pd_a, pd_b, tau):
 
 def _descending_order(s):
     """Per row of s [B, N], the stable descending order with NaN lowest and -0 == +0."""
-    if s.dtype != torch.float64:
-        # float64 holds every value of the narrower types exactly, with room below them.
-        s = s.double()
-        s = torch.where(s == -math.inf, -torch.finfo(torch.float64).max, s)
-        s = torch.where(torch.isnan(s), -math.inf, s)
-        s = torch.where(s == 0, 0.0, s)
-        return torch.sort(s, dim=1, descending=True, stable=True).indices
     nan = torch.isnan(s)
-    s = torch.where(s == 0, 0.0, torch.where(nan, -math.inf, s))
+    s = torch.where(nan, -math.inf, s) + 0.0  # -0.0 + 0.0 = +0.0
     order = torch.sort(s, dim=1, descending=True, stable=True).indices
-    # NaNs tie with -inf there: a second stable sort moves them last, keeping the rest's order.
-    last = torch.sort(nan.gather(1, order).to(torch.uint8), dim=1, stable=True).indices
-    return order.gather(1, last)
+    if bool(nan.any()):
+        # NaNs tie with -inf so far: a second stable sort moves them last, keeping the order
+        # of the rest.
+        last = torch.sort(nan.gather(1, order).to(torch.uint8), dim=1, stable=True).indices
+        order = order.gather(1, last)
+    return order
 
 
 def sample_dynamic_pairs(score, pseudo_depth, *, ratio=0.2, tau=0.15, seed):
