@@ -5,6 +5,8 @@ import pytest
 import torch
 from conftest import devices
 from helpers import chi2_sf, python_label
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import scdepth.ops as ops
 from scdepth.ops import reference
@@ -189,6 +191,27 @@ def test_keys_with_every_byte_tied_but_the_last():
     idx_a, _, _ = ops.sample_dynamic_pairs(score, torch.ones_like(score), ratio=0.3, seed=0)
     top = torch.topk(score.view(1, -1), k_of(256, 0.3), dim=1).indices.sort(1).values
     assert torch.equal(idx_a, top)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    B=st.integers(1, 3),
+    H=st.integers(1, 24),
+    W=st.integers(1, 24),
+    ratio=st.floats(0.001, 0.999),
+    dtype=st.sampled_from(FLOAT_TYPES),
+    ties=st.booleans(),
+    seed=st.integers(-(2**63), 2**64 - 1),
+)
+def test_property_selection_partners_and_labels(B, H, W, ratio, dtype, ties, seed):
+    score, pd = random_inputs(B, H, W, seed=H * 31 + W, dtype=dtype, ties=ties)
+    N, k = H * W, k_of(H * W, ratio)
+    idx_a, idx_b, label = ops.sample_dynamic_pairs(score, pd, ratio=ratio, seed=seed)
+    assert idx_a.shape == (B, k)
+    assert torch.equal(idx_a, stable_sort_oracle(score, k))
+    if k:
+        assert torch.equal(idx_b, expected_partners(idx_a, N, seed)[0])
+        check_labels(pd, idx_a, idx_b, label, 0.15)
 
 
 # --- partners
