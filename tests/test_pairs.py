@@ -507,6 +507,26 @@ def test_torch_compile_fullgraph_matches_eager():
         torch.testing.assert_close(x, y, rtol=1e-6, atol=0)
 
 
+def test_torch_compile_does_not_recompile_per_seed():
+    compiles = []
+
+    def backend(gm, example_inputs):
+        compiles.append(gm)
+        return gm.forward
+
+    @torch.compile(fullgraph=True, backend=backend)
+    def f(score, pd, seed):
+        return ops.sample_dynamic_pairs(score, pd, seed=seed)
+
+    score, pd = random_inputs(2, 8, 9, seed=27)
+    for seed in range(5):
+        for x, y in zip(
+            f(score, pd, seed), ops.sample_dynamic_pairs(score, pd, seed=seed), strict=True
+        ):
+            assert torch.equal(x, y)
+    assert len(compiles) <= 2  # the first seed, then one graph with a symbolic seed
+
+
 def test_get_backend_has_the_op():
     assert ops.get_backend("ext").sample_dynamic_pairs is ops.sample_dynamic_pairs
     assert ops.get_backend("reference").sample_dynamic_pairs is reference.sample_dynamic_pairs

@@ -108,8 +108,10 @@ def check_sample_dynamic_pairs(score, pseudo_depth, ratio, tau):
 
 def seed_to_int64(seed):
     """The op's seed as an int64 with the same low 64 bits: any int in [-2^63, 2^64) (e.g.
-    torch.initial_seed()), so seeds s and s - 2^64 give the same stream."""
-    if isinstance(seed, torch.SymInt):
+    torch.initial_seed()), so seeds s and s - 2^64 give the same stream. Not checked while
+    torch.compile traces: reading the value would specialise the graph to it (a new compile
+    per seed); there the seed must already fit an int64."""
+    if torch.compiler.is_compiling() or isinstance(seed, torch.SymInt):
         return seed
     if isinstance(seed, bool):
         raise TypeError("seed must be an int, got bool")
