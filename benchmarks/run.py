@@ -15,7 +15,7 @@ import torch
 
 from benchmarks.common import machine, median_time, peak_bytes
 
-MODULES = ["benchmarks.bench_warp"]
+MODULES = ["benchmarks.bench_warp", "benchmarks.bench_pairs"]
 
 
 def all_cases():
@@ -23,10 +23,15 @@ def all_cases():
 
 
 def measure(case, backend, device, dtype, repeat):
+    """Median times and peak memory; a case whose runner gives no gradients (grads None) is
+    forward only, and its backward entries are None."""
     forward, _ = case.make(backend, device, dtype, backward=False)
     with torch.no_grad():
         t_fwd = median_time(forward, device, repeat=repeat)
     fwd_bwd, grads = case.make(backend, device, dtype, backward=True)
+    if grads is None:
+        peak = peak_bytes(forward, device)
+        return {"forward_s": t_fwd, "backward_s": None, "fwd_bwd_s": None, "peak_bytes": peak}
 
     def run_both():
         torch.autograd.backward(fwd_bwd(), grads)
@@ -51,12 +56,25 @@ def run(ops, device, dtype, sizes, repeat):
             row[backend] = measure(case, backend, device, dtype, repeat)
             print(f"  {case.op} {case.size} {backend}: {row[backend]}", file=sys.stderr)
         row["speedup_fwd"] = row["reference"]["forward_s"] / row["ext"]["forward_s"]
-        row["speedup_fwd_bwd"] = row["reference"]["fwd_bwd_s"] / row["ext"]["fwd_bwd_s"]
+        both = row["ext"]["fwd_bwd_s"] is not None
+        row["speedup_fwd_bwd"] = (
+            row["reference"]["fwd_bwd_s"] / row["ext"]["fwd_bwd_s"] if both else None
+        )
         row["memory_ratio"] = row["ext"]["peak_bytes"] / max(row["reference"]["peak_bytes"], 1)
         if case.bytes_moved and device == "cuda":
-            row["ext_fwd_bwd_GBps"] = case.bytes_moved(dtype) / row["ext"]["fwd_bwd_s"] / 1e9
+            key = "fwd_bwd_s" if both else "forward_s"  # bytes_moved counts what is timed
+            row[f"ext_{key[:-2]}_GBps"] = case.bytes_moved(dtype) / row["ext"][key] / 1e9
         rows.append(row)
     return rows
+
+
+def ms(seconds):
+    """A 9-character time column in ms; '-' for a forward-only case's backward."""
+    return f"{'-':>9}" if seconds is None else f"{seconds * 1e3:>8.2f}m"
+
+
+def times(ratio):
+    return f"{'-':>7}" if ratio is None else f"{ratio:>6.1f}x"
 
 
 def table(rows):
@@ -69,9 +87,9 @@ def table(rows):
         e, f = r["ext"], r["reference"]
         lines.append(
             f"{r['op']:<22}{r['size']:<26}{r['dtype']:<9}"
-            f"{e['forward_s'] * 1e3:>8.1f}m{f['forward_s'] * 1e3:>8.1f}m"
-            f"{e['fwd_bwd_s'] * 1e3:>8.1f}m{f['fwd_bwd_s'] * 1e3:>8.1f}m"
-            f"{r['speedup_fwd']:>6.1f}x{r['speedup_fwd_bwd']:>6.1f}x"
+            f"{ms(e['forward_s'])}{ms(f['forward_s'])}"
+            f"{ms(e['fwd_bwd_s'])}{ms(f['fwd_bwd_s'])}"
+            f"{r['speedup_fwd']:>6.1f}x{times(r['speedup_fwd_bwd'])}"
             f"{e['peak_bytes'] / 2**20:>8.1f}{f['peak_bytes'] / 2**20:>8.1f}"
         )
     return "\n".join(lines)

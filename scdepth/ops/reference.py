@@ -4,6 +4,8 @@ standard ops. They are the oracle of the tests and the baseline of the benchmark
 16-bit inputs are computed in float32 and the results cast back, as the kernels do.
 """
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -50,3 +52,47 @@ def inverse_warp(src, depth, pose, K):
         z.reshape(shape).to(out_dtype),
         valid.reshape(shape).to(out_dtype),
     )
+
+
+def ordinal_labels(pd_a, pd_b, tau):
+    """int8 labels of pairs with pseudo depths pd_a, pd_b (same shape), compared in float64:
+    +1 if pd_a >= (1 + tau) pd_b, -1 if pd_b >= (1 + tau) pd_a, else 0; 0 where either depth
+    is not finite or <= 0."""
+    a, b = pd_a.double(), pd_b.double()
+    one_plus_tau = 1.0 + tau
+    valid = torch.isfinite(a) & torch.isfinite(b) & (a > 0) & (b > 0)
+    one = torch.ones((), dtype=torch.int8, device=a.device)
+    label = torch.where(a >= one_plus_tau * b, one, torch.where(b >= one_plus_tau * a, -one, 0))
+    return torch.where(valid, label, 0).to(torch.int8)
+
+
+def _descending_order(s):
+    """Per row of s [B, N], the stable descending order with NaN lowest and -0 == +0."""
+    nan = torch.isnan(s)
+    s = torch.where(nan, -math.inf, s) + 0.0  # -0.0 + 0.0 = +0.0
+    order = torch.sort(s, dim=1, descending=True, stable=True).indices
+    if bool(nan.any()):
+        # NaNs tie with -inf so far: a second stable sort moves them last, keeping the order
+        # of the rest.
+        last = torch.sort(nan.gather(1, order).to(torch.uint8), dim=1, stable=True).indices
+        order = order.gather(1, last)
+    return order
+
+
+def sample_dynamic_pairs(score, pseudo_depth, *, ratio=0.2, tau=0.15, seed):
+    """Reference of scdepth.ops.sample_dynamic_pairs (see there for the contract), by a full
+    stable sort per image. idx_a and the labels of its pairs follow the contract exactly; the
+    partners are uniform over S_b too, but drawn with torch.randint from a torch.Generator
+    seeded by `seed`, not from the op's Philox stream, so they differ from the op's."""
+    _checks.check_sample_dynamic_pairs(score, pseudo_depth, ratio, tau)
+    seed = _checks.seed_to_int64(seed)
+    B, N = score.shape[0], score.shape[2] * score.shape[3]
+    k = _checks.num_selected(N, ratio)
+    order = _descending_order(score.detach().reshape(B, N))
+    idx_a = order[:, :k].sort(dim=1).values
+    g = torch.Generator(device=score.device).manual_seed(seed % 2**64)
+    j = torch.randint(max(N - k, 1), (B, k), generator=g, device=score.device)
+    idx_b = order[:, k:].gather(1, j) if k > 0 else idx_a.clone()
+    pd = pseudo_depth.detach().reshape(B, N)
+    label = ordinal_labels(pd.gather(1, idx_a), pd.gather(1, idx_b), tau)
+    return idx_a, idx_b, label
