@@ -10,11 +10,19 @@ from types import SimpleNamespace
 from . import reference
 from ._ext import AVAILABLE as EXTENSION_AVAILABLE
 from ._ext import with_cuda
+from .photometric import photometric_error
 from .warp import inverse_warp
 
-__all__ = ["inverse_warp", "reference", "get_backend", "EXTENSION_AVAILABLE", "with_cuda"]
+__all__ = [
+    "inverse_warp",
+    "photometric_error",
+    "reference",
+    "get_backend",
+    "EXTENSION_AVAILABLE",
+    "with_cuda",
+]
 
-_OPS = ("inverse_warp",)
+_OPS = ("inverse_warp", "photometric_error")
 
 
 def get_backend(name):
