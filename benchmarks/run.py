@@ -15,7 +15,7 @@ import torch
 
 from benchmarks.common import machine, median_time, peak_bytes
 
-MODULES = ["benchmarks.bench_warp"]
+MODULES = ["benchmarks.bench_warp", "benchmarks.bench_photometric"]
 
 
 def all_cases():

@@ -1,19 +1,21 @@
 // CPU kernels of photometric_error: parallel over (image, band of rows) tasks. A task walks its
 // rows once, keeping running sums of the five statistics over the k padded rows of every padded
-// column (an add and a subtract per row step, vectorised along the row), and sums k of those
-// column sums per output pixel. Nothing image-sized is allocated besides the outputs: each task
-// works in a few rows of scratch.
+// column (an add and a subtract per row step), and sums k of those column sums per output
+// pixel. Nothing image-sized is allocated besides the outputs: each task works in a few rows of
+// scratch. All arithmetic runs in row loops over plain arrays that gcc vectorises.
 //
 // Backward gathers (single writer, no atomics): a task owns a band of source rows, recomputes
 // the statistics of the output rows whose windows reach the band (p more on each side), turns
 // them into the four adjoint coefficient rows of photometric.h, and sums each coefficient over
-// the windows containing each source pixel: along the row with a k-tap stencil, then across the
-// last k rows, kept in a ring. The reflection padding enters through reflect_multiplicity.
+// the windows containing each source pixel: along the row with a k-tap stencil, then across
+// rows with a running sum over the last k + 1 rows, kept in a ring. Near the image edges the
+// reflection padding enters through reflect_multiplicity.
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "common/launch.h"
@@ -42,93 +44,116 @@ Bands make_bands(int64_t B, int64_t H) {
   return {rows, per_image, B * per_image};
 }
 
-// Running k-row sums of x, y, x², y², xy over the reflection-padded columns of one channel
-// plane (x, y: contiguous H x W). Works in compute type T; reads the input type S.
+// ---- Row loops. gcc honours __restrict__ on parameters (not on local pointers into one
+// buffer), so every vectorised loop is a function of its own.
+
+// o[u] = scale * (c[u] + ... + c[u + K - 1]), u in [0, n).
+template <int K, typename T>
+void box_taps(const T* __restrict__ c, T* __restrict__ o, int64_t n, T scale) {
+  for (int64_t u = 0; u < n; ++u) {
+    T acc = c[u];
+#pragma GCC unroll 16
+    for (int t = 1; t < K; ++t) acc += c[u + t];
+    o[u] = acc * scale;
+  }
+}
+
+template <typename T>
+void box_taps(int k, const T* c, T* o, int64_t n, T scale) {
+  switch (k) {
+    case 3: return box_taps<3>(c, o, n, scale);
+    case 5: return box_taps<5>(c, o, n, scale);
+    case 7: return box_taps<7>(c, o, n, scale);
+    case 9: return box_taps<9>(c, o, n, scale);
+    default: return box_taps<kMaxWindow>(c, o, n, scale);  // k is checked: 11
+  }
+}
+
+// Column sums += products of padded rows (xa, ya), minus those of (xd, yd) when sliding.
+template <typename T>
+void add_products(int64_t n, const T* __restrict__ xa, const T* __restrict__ ya,
+                  T* __restrict__ sx, T* __restrict__ sy, T* __restrict__ sxx,
+                  T* __restrict__ syy, T* __restrict__ sxy) {
+  for (int64_t i = 0; i < n; ++i) {
+    sx[i] += xa[i];
+    sy[i] += ya[i];
+    sxx[i] += xa[i] * xa[i];
+    syy[i] += ya[i] * ya[i];
+    sxy[i] += xa[i] * ya[i];
+  }
+}
+
+template <typename T>
+void slide_products(int64_t n, const T* __restrict__ xa, const T* __restrict__ ya,
+                    const T* __restrict__ xd, const T* __restrict__ yd, T* __restrict__ sx,
+                    T* __restrict__ sy, T* __restrict__ sxx, T* __restrict__ syy,
+                    T* __restrict__ sxy) {
+  for (int64_t i = 0; i < n; ++i) {
+    sx[i] += xa[i] - xd[i];
+    sy[i] += ya[i] - yd[i];
+    sxx[i] += xa[i] * xa[i] - xd[i] * xd[i];
+    syy[i] += ya[i] * ya[i] - yd[i] * yd[i];
+    sxy[i] += xa[i] * ya[i] - xd[i] * yd[i];
+  }
+}
+
+// dst += a * src; dst += add - drop.
+template <typename T>
+void axpy(int64_t n, T a, const T* __restrict__ src, T* __restrict__ dst) {
+  for (int64_t i = 0; i < n; ++i) dst[i] += a * src[i];
+}
+
+template <typename T>
+void slide(int64_t n, const T* __restrict__ add, const T* __restrict__ drop, T* __restrict__ dst) {
+  for (int64_t i = 0; i < n; ++i) dst[i] += add[i] - drop[i];
+}
+
+// A row of the input in compute type T: the row itself when the types agree, else converted
+// into buf.
 template <typename T, typename S>
-class WindowSums {
- public:
-  WindowSums(int64_t H, int64_t W, int k)
-      : H_(H), W_(W), k_(k), p_(k / 2), Wp_(W + 2 * (k / 2)), col_(5 * Wp_), add_(2 * Wp_),
-        drop_(2 * Wp_) {}
-
-  // The column sums of the window of output row q, summed afresh.
-  void start(const S* x, const S* y, int64_t q) {
-    std::fill(col_.begin(), col_.end(), T(0));
-    for (int t = 0; t < k_; ++t) {
-      pad_row(x, y, reflect(q + t - p_, H_), add_.data());
-      step(nullptr);
-    }
+const T* as_compute(const S* row, int64_t W, T* buf) {
+  if constexpr (std::is_same_v<T, S>) {
+    return row;
+  } else {
+    for (int64_t u = 0; u < W; ++u) buf[u] = static_cast<T>(row[u]);
+    return buf;
   }
+}
 
-  // From the window of output row q - 1 to that of row q: add padded row q + p, drop q - p - 1.
-  void advance(const S* x, const S* y, int64_t q) {
-    pad_row(x, y, reflect(q + p_, H_), add_.data());
-    pad_row(x, y, reflect(q - p_ - 1, H_), drop_.data());
-    step(drop_.data());
+template <typename T, typename A>
+const T* convert(int64_t n, const A* __restrict__ src, T* __restrict__ dst) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<T>(src[i]);
+  return dst;
+}
+
+// Moments of column u from the 5 x W rows of WindowSums::means.
+template <typename T>
+inline Moments<T> moments_at(const T* m, int64_t W, int64_t u) {
+  return {m[u], m[W + u], m[2 * W + u], m[3 * W + u], m[4 * W + u]};
+}
+
+// Adds one channel's photo_term and |x - y| along a row.
+template <typename T>
+void photo_row(const T* __restrict__ m, const T* __restrict__ x, const T* __restrict__ y,
+               int64_t W, T alpha, T* __restrict__ acc_photo, T* __restrict__ acc_l1) {
+  for (int64_t u = 0; u < W; ++u) {
+    const T d = x[u] - y[u];
+    acc_photo[u] += photo_term(alpha, d, ssim(moments_at(m, W, u)));
+    acc_l1[u] += d < T(0) ? -d : d;
   }
+}
 
-  // out[j * W + u], j = E[x], E[y], E[x²], E[y²], E[xy]: the k x k window means of the row.
-  void means(T* __restrict__ out) const {
-    const T inv_area = T(1) / T(k_ * k_);
-    for (int j = 0; j < 5; ++j) {
-      const T* __restrict__ c = col_.data() + j * Wp_;
-      T* __restrict__ o = out + j * W_;
-      for (int64_t u = 0; u < W_; ++u) o[u] = c[u];
-      for (int t = 1; t < k_; ++t) {
-        for (int64_t u = 0; u < W_; ++u) o[u] += c[u + t];
-      }
-      for (int64_t u = 0; u < W_; ++u) o[u] *= inv_area;
-    }
+// photo = weight * acc_photo / C, l1 = acc_l1 / C.
+template <typename T, typename S>
+void output_row(const T* __restrict__ acc_photo, const T* __restrict__ acc_l1,
+                const S* __restrict__ w, T inv_c, int64_t W, S* __restrict__ photo,
+                S* __restrict__ l1) {
+  for (int64_t u = 0; u < W; ++u) {
+    const T wt = w != nullptr ? static_cast<T>(w[u]) : T(1);
+    photo[u] = static_cast<S>(wt * (acc_photo[u] * inv_c));
+    l1[u] = static_cast<S>(acc_l1[u] * inv_c);
   }
-
- private:
-  // Source row s of x and y, reflection-padded by p on both sides, into dst[0, 2 Wp).
-  void pad_row(const S* x, const S* y, int64_t s, T* __restrict__ dst) const {
-    const S* rows[2] = {x + s * W_, y + s * W_};
-    for (int i = 0; i < 2; ++i) {
-      const S* __restrict__ r = rows[i];
-      T* __restrict__ d = dst + i * Wp_;
-      for (int64_t u = 0; u < W_; ++u) d[p_ + u] = static_cast<T>(r[u]);
-      for (int64_t j = 1; j <= p_; ++j) {
-        d[p_ - j] = d[p_ + j];
-        d[p_ + W_ - 1 + j] = d[p_ + W_ - 1 - j];
-      }
-    }
-  }
-
-  // Adds the products of the padded rows in add_, minus those in `drop` when given.
-  void step(const T* drop) {
-    T* __restrict__ c = col_.data();
-    const T* __restrict__ xa = add_.data();
-    const T* __restrict__ ya = xa + Wp_;
-    const int64_t n = Wp_;
-    if (drop == nullptr) {
-      for (int64_t i = 0; i < n; ++i) {
-        c[i] += xa[i];
-        c[n + i] += ya[i];
-        c[2 * n + i] += xa[i] * xa[i];
-        c[3 * n + i] += ya[i] * ya[i];
-        c[4 * n + i] += xa[i] * ya[i];
-      }
-      return;
-    }
-    const T* __restrict__ xd = drop;
-    const T* __restrict__ yd = drop + Wp_;
-    for (int64_t i = 0; i < n; ++i) {
-      c[i] += xa[i] - xd[i];
-      c[n + i] += ya[i] - yd[i];
-      c[2 * n + i] += xa[i] * xa[i] - xd[i] * xd[i];
-      c[3 * n + i] += ya[i] * ya[i] - yd[i] * yd[i];
-      c[4 * n + i] += xa[i] * ya[i] - xd[i] * yd[i];
-    }
-  }
-
-  int64_t H_, W_;
-  int k_;
-  int64_t p_, Wp_;
-  std::vector<T> col_;         // 5 x Wp column sums
-  std::vector<T> add_, drop_;  // padded x and y rows
-};
+}
 
 // g_term[u] = dL/d(photo term of one channel) = grad_photo * weight / C along a row.
 template <typename T, typename S>
@@ -140,6 +165,127 @@ void term_grad_row(const S* __restrict__ gp, const S* __restrict__ w, T inv_c, i
     for (int64_t u = 0; u < W; ++u) out[u] = static_cast<T>(gp[u]) * inv_c;
   }
 }
+
+// The four adjoint coefficient rows of one channel (see ssim_coeffs) and SSIM.
+template <typename T>
+void coeff_row(const T* __restrict__ m, const T* __restrict__ g_term, int64_t W, T alpha,
+               T inv_area, T* __restrict__ f_mx, T* __restrict__ f_my, T* __restrict__ f_sq,
+               T* __restrict__ f_xy, T* __restrict__ s) {
+  for (int64_t u = 0; u < W; ++u) {
+    const Coeffs<T> co = ssim_coeffs(moments_at(m, W, u), alpha, g_term[u], inv_area, s[u]);
+    f_mx[u] = co.mx;
+    f_my[u] = co.my;
+    f_sq[u] = co.sq;
+    f_xy[u] = co.xy;
+  }
+}
+
+template <typename T>
+void photo_term_row(const T* __restrict__ x, const T* __restrict__ y, const T* __restrict__ s,
+                    int64_t W, T alpha, T* __restrict__ acc) {
+  for (int64_t u = 0; u < W; ++u) acc[u] += photo_term(alpha, x[u] - y[u], s[u]);
+}
+
+// Gradients of one source row of one channel from the gathered coefficients g (4 x W rows:
+// mx, my, sq, xy) and the L1 terms.
+template <typename T, typename S>
+void grad_row(const T* __restrict__ x, const T* __restrict__ y, const T* __restrict__ g,
+              const T* __restrict__ g_term, const S* __restrict__ g_l1, T alpha, T inv_c,
+              int64_t W, S* __restrict__ gx, S* __restrict__ gy) {
+  for (int64_t u = 0; u < W; ++u) {
+    const T xv = x[u], yv = y[u];
+    const T gd = diff_grad(alpha, xv - yv, g_term[u], static_cast<T>(g_l1[u]) * inv_c);
+    const T sq = g[2 * W + u], xy = g[3 * W + u];
+    gx[u] = static_cast<S>(g[u] + T(2) * xv * sq + yv * xy + gd);
+    gy[u] = static_cast<S>(g[W + u] + T(2) * yv * sq + xv * xy - gd);
+  }
+}
+
+// grad_weight = grad_photo * (sum over channels of photo_term) / C.
+template <typename T, typename S>
+void weight_grad_row(const S* __restrict__ gp, const T* __restrict__ acc, T inv_c, int64_t W,
+                     S* __restrict__ out) {
+  for (int64_t u = 0; u < W; ++u) out[u] = static_cast<S>(static_cast<T>(gp[u]) * (acc[u] * inv_c));
+}
+
+// ---- Window statistics.
+
+// The type of the running column sums. A running sum keeps the rounding error of every row it
+// has added and dropped, and σ² = E[x²] - μ² turns an absolute error of E[x²] into an error of
+// SSIM relative to C2 = 9e-4 (flat image regions). Float32 inputs are therefore summed in
+// float64, where their squares and products are exact and the drift over a band is ~1e-16;
+// the window means are still computed in float32 from the column sums rounded once, like the
+// reference's. 16-bit inputs (11 or 8 significant bits, whose squares are exact in float32)
+// are summed in float32, float64 inputs in float64.
+template <typename S>
+using SumType = std::conditional_t<std::is_same_v<S, float>, double, at::opmath_type<S>>;
+
+// Running k-row sums of x, y, x², y², xy over the reflection-padded columns of one channel
+// plane (x, y: contiguous H x W). Sums in Acc, gives means in compute type T; reads type S.
+template <typename T, typename S, typename Acc = SumType<S>>
+class WindowSums {
+ public:
+  WindowSums(int64_t H, int64_t W, int k)
+      : H_(H), W_(W), k_(k), p_(k / 2), Wp_(W + 2 * (k / 2)), col_(5 * Wp_), add_(2 * Wp_),
+        drop_(2 * Wp_), rounded_(std::is_same_v<Acc, T> ? 0 : 5 * Wp_) {}
+
+  // The column sums of the window of output row q, summed afresh.
+  void start(const S* x, const S* y, int64_t q) {
+    std::fill(col_.begin(), col_.end(), Acc(0));
+    Acc* c = col_.data();
+    const Acc* a = add_.data();
+    for (int t = 0; t < k_; ++t) {
+      pad_row(x, y, reflect(q + t - p_, H_), add_.data());
+      add_products(Wp_, a, a + Wp_, c, c + Wp_, c + 2 * Wp_, c + 3 * Wp_, c + 4 * Wp_);
+    }
+  }
+
+  // From the window of output row q - 1 to that of row q: add padded row q + p, drop q - p - 1.
+  void advance(const S* x, const S* y, int64_t q) {
+    pad_row(x, y, reflect(q + p_, H_), add_.data());
+    pad_row(x, y, reflect(q - p_ - 1, H_), drop_.data());
+    Acc* c = col_.data();
+    const Acc *a = add_.data(), *d = drop_.data();
+    slide_products(Wp_, a, a + Wp_, d, d + Wp_, c, c + Wp_, c + 2 * Wp_, c + 3 * Wp_,
+                   c + 4 * Wp_);
+  }
+
+  // out[j * W + u], j = E[x], E[y], E[x²], E[y²], E[xy]: the k x k window means of the row.
+  void means(T* out) {
+    const T inv_area = T(1) / T(k_ * k_);
+    const T* c = nullptr;
+    if constexpr (std::is_same_v<Acc, T>) {
+      c = col_.data();
+    } else {
+      c = convert(static_cast<int64_t>(col_.size()), col_.data(), rounded_.data());
+    }
+    for (int j = 0; j < 5; ++j) box_taps(k_, c + j * Wp_, out + j * W_, W_, inv_area);
+  }
+
+ private:
+  // Source row s of x and y, reflection-padded by p on both sides, into dst[0, 2 Wp).
+  void pad_row(const S* x, const S* y, int64_t s, Acc* dst) const {
+    const S* rows[2] = {x + s * W_, y + s * W_};
+    for (int i = 0; i < 2; ++i) {
+      Acc* d = dst + i * Wp_;
+      const Acc* r = as_compute(rows[i] + 0, W_, d + p_);
+      if (r != d + p_) std::copy(r, r + W_, d + p_);
+      for (int64_t j = 1; j <= p_; ++j) {
+        d[p_ - j] = d[p_ + j];
+        d[p_ + W_ - 1 + j] = d[p_ + W_ - 1 - j];
+      }
+    }
+  }
+
+  int64_t H_, W_;
+  int k_;
+  int64_t p_, Wp_;
+  std::vector<Acc> col_;         // 5 x Wp column sums
+  std::vector<Acc> add_, drop_;  // padded x and y rows
+  std::vector<T> rounded_;       // col_ in T, when Acc is wider
+};
+
+// ---- Forward.
 
 template <typename scalar_t>
 void forward_impl(const at::Tensor& tgt, const at::Tensor& warped, const at::Tensor& weight,
@@ -156,14 +302,12 @@ void forward_impl(const at::Tensor& tgt, const at::Tensor& warped, const at::Ten
   const Bands bands = make_bands(B, H);
   at::parallel_for(0, bands.tasks, 1, [&](int64_t begin, int64_t end) {
     std::vector<WindowSums<T, scalar_t>> sums(C, WindowSums<T, scalar_t>(H, W, k));
-    std::vector<T> m(5 * W), acc(2 * W);
+    std::vector<T> m(5 * W), acc(2 * W), xbuf(W), ybuf(W);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / bands.per_image;
       const int64_t r0 = (task % bands.per_image) * bands.rows;
       const int64_t r1 = std::min(H, r0 + bands.rows);
       for (int64_t q = r0; q < r1; ++q) {
-        T* __restrict__ acc_photo = acc.data();
-        T* __restrict__ acc_l1 = acc.data() + W;
         std::fill(acc.begin(), acc.end(), T(0));
         for (int64_t c = 0; c < C; ++c) {
           const scalar_t* xc = x + (b * C + c) * HW;
@@ -174,42 +318,32 @@ void forward_impl(const at::Tensor& tgt, const at::Tensor& warped, const at::Ten
             sums[c].advance(xc, yc, q);
           }
           sums[c].means(m.data());
-          const T* __restrict__ mm = m.data();
-          const scalar_t* __restrict__ xr = xc + q * W;
-          const scalar_t* __restrict__ yr = yc + q * W;
-          for (int64_t u = 0; u < W; ++u) {
-            const Moments<T> mo{mm[u], mm[W + u], mm[2 * W + u], mm[3 * W + u], mm[4 * W + u]};
-            const T d = static_cast<T>(xr[u]) - static_cast<T>(yr[u]);
-            acc_photo[u] += photo_term(alpha, d, ssim(mo));
-            acc_l1[u] += d < T(0) ? -d : d;
-          }
+          photo_row(m.data(), as_compute(xc + q * W, W, xbuf.data()),
+                    as_compute(yc + q * W, W, ybuf.data()), W, alpha, acc.data(),
+                    acc.data() + W);
         }
         const int64_t row = b * HW + q * W;
-        for (int64_t u = 0; u < W; ++u) {
-          const T wt = w != nullptr ? static_cast<T>(w[row + u]) : T(1);
-          out_photo[row + u] = static_cast<scalar_t>(wt * (acc_photo[u] * inv_c));
-          out_l1[row + u] = static_cast<scalar_t>(acc_l1[u] * inv_c);
-        }
+        output_row(acc.data(), acc.data() + W, w != nullptr ? w + row : nullptr, inv_c, W,
+                   out_photo + row, out_l1 + row);
       }
     }
   });
 }
+
+// ---- Backward.
 
 // The adjoint of the padded box filter along one row, for the four coefficient rows of one
 // output row: f[j * L + (k - 1) + u] holds coefficient j at output column u, zero-padded by
 // k - 1 on both sides (L = W + 2(k - 1)); g[j * W + s] = sum over the windows containing
 // source column s, each counted as often as its taps read s.
 template <typename T>
-void adjoint_row(const T* __restrict__ f, T* __restrict__ g, int64_t W, int k) {
+void adjoint_row(const T* f, T* g, int64_t W, int k) {
   const int64_t p = k / 2, L = W + 2 * (k - 1);
   for (int j = 0; j < 4; ++j) {
-    const T* __restrict__ fj = f + j * L;
-    T* __restrict__ gj = g + j * W;
-    // Columns whose windows are not reflected: the k outputs centred within p of s.
-    for (int64_t s = 0; s < W; ++s) gj[s] = fj[s + p];
-    for (int t = 1; t < k; ++t) {
-      for (int64_t s = 0; s < W; ++s) gj[s] += fj[s + p + t];
-    }
+    const T* fj = f + j * L;
+    T* gj = g + j * W;
+    // The k output columns centred within p of s (those outside the image hold 0).
+    box_taps(k, fj + p, gj, W, T(1));
     // Within p of an edge (s <= p, s >= W - 1 - p) a window may also read s through the
     // reflection: there the general sum, with each window's tap count.
     auto edge = [&](int64_t s) {
@@ -231,7 +365,8 @@ void backward_impl(const at::Tensor& grad_photo, const at::Tensor& grad_l1, cons
                    at::Tensor& grad_tgt, at::Tensor& grad_warped, at::Tensor& grad_weight) {
   using T = at::opmath_type<scalar_t>;
   const int64_t B = tgt.size(0), C = tgt.size(1), H = tgt.size(2), W = tgt.size(3);
-  const int64_t HW = H * W, p = k / 2, L = W + 2 * (k - 1);
+  const int64_t HW = H * W, p = k / 2, L = W + 2 * (k - 1), W4 = 4 * W;
+  const int64_t ring_rows = k + 1;  // rows q - k .. q: the running sum drops row s - p - 1
   const T alpha = static_cast<T>(alpha_), inv_c = T(1) / T(C);
   const T inv_area = T(1) / T(k * k);
   const scalar_t* x = tgt.const_data_ptr<scalar_t>();
@@ -245,10 +380,14 @@ void backward_impl(const at::Tensor& grad_photo, const at::Tensor& grad_l1, cons
   const Bands bands = make_bands(B, H);
   at::parallel_for(0, bands.tasks, 1, [&](int64_t begin, int64_t end) {
     WindowSums<T, scalar_t> sums(H, W, static_cast<int>(k));
-    std::vector<T> m(5 * W), gterm(W), srow(W), gv(4 * W);
-    std::vector<T> f(4 * L, T(0));     // coefficient rows, zero-padded (the pads stay 0)
-    std::vector<T> ring(k * 4 * W);    // adjoint rows of the last k output rows
+    std::vector<T> m(5 * W), srow(W), xbuf(W), ybuf(W);
+    std::vector<T> f(4 * L, T(0));           // coefficient rows, zero-padded (pads stay 0)
+    std::vector<T> ring(ring_rows * W4);     // row adjoints of the last k + 1 output rows
+    std::vector<T> run(W4), gv(W4);          // running window sum; gathered coefficients
+    std::vector<T> gterm(bands.rows * W);    // dL/d photo_term per band row (as term_grad_row)
     std::vector<T> pw(w != nullptr ? bands.rows * W : 0);  // sum over channels of photo_term
+    std::vector<T> gterm_q(W);
+    auto ring_row = [&](int64_t q) { return ring.data() + (q % ring_rows) * W4; };
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / bands.per_image;
       const int64_t s0 = (task % bands.per_image) * bands.rows;
@@ -256,41 +395,45 @@ void backward_impl(const at::Tensor& grad_photo, const at::Tensor& grad_l1, cons
       // Output rows whose windows read the band (those read through the reflection are
       // among them: reflect_multiplicity is 0 beyond p).
       const int64_t q0 = std::max<int64_t>(0, s0 - p), q1 = std::min(H, s1 + p);
+      const int64_t img = b * HW;
+      for (int64_t s = s0; s < s1; ++s) {
+        term_grad_row(gph + img + s * W, w != nullptr ? w + img + s * W : nullptr, inv_c, W,
+                      gterm.data() + (s - s0) * W);
+      }
       std::fill(pw.begin(), pw.end(), T(0));
       for (int64_t c = 0; c < C; ++c) {
         const int64_t plane = (b * C + c) * HW;
         const scalar_t* xc = x + plane;
         const scalar_t* yc = y + plane;
-        // Source row s: gather the ring's adjoint rows over the windows containing it, then
-        // combine with x and y and add the L1 gradient.
+        // Source row s, once the ring holds every output row whose window contains it.
+        // run = plain sum of the row adjoints of rows s - p .. s + p inside the image,
+        // slid from row s - 1; rows within p of the top or bottom add the reflected windows.
         auto finish_row = [&](int64_t s) {
-          std::fill(gv.begin(), gv.end(), T(0));
-          for (int64_t d = -p; d <= p; ++d) {
-            const int64_t q = s + d;
-            const int mult = q >= 0 && q < H ? reflect_multiplicity(s, q, H, p) : 0;
-            if (mult == 0) continue;
-            const T mt = static_cast<T>(mult);
-            const T* __restrict__ src = ring.data() + (q % k) * 4 * W;
-            T* __restrict__ dst = gv.data();
-            for (int64_t i = 0; i < 4 * W; ++i) dst[i] += mt * src[i];
+          if (s == s0) {
+            std::fill(run.begin(), run.end(), T(0));
+            for (int64_t q = std::max<int64_t>(0, s - p); q <= std::min(H - 1, s + p); ++q) {
+              axpy(W4, T(1), ring_row(q), run.data());
+            }
+          } else if (s + p < H && s - p - 1 >= 0) {
+            slide(W4, ring_row(s + p), ring_row(s - p - 1), run.data());
+          } else if (s + p < H) {
+            axpy(W4, T(1), ring_row(s + p), run.data());
+          } else if (s - p - 1 >= 0) {
+            axpy(W4, T(-1), ring_row(s - p - 1), run.data());
+          }
+          const T* g = run.data();
+          if (s <= p || s >= H - 1 - p) {
+            std::copy(run.begin(), run.end(), gv.begin());
+            for (int64_t q = std::max<int64_t>(0, s - p); q <= std::min(H - 1, s + p); ++q) {
+              const int extra = reflect_multiplicity(s, q, H, p) - 1;
+              if (extra > 0) axpy(W4, static_cast<T>(extra), ring_row(q), gv.data());
+            }
+            g = gv.data();
           }
           const int64_t row = s * W;
-          term_grad_row(gph + b * HW + row, w != nullptr ? w + b * HW + row : nullptr, inv_c, W,
-                        gterm.data());
-          const scalar_t* __restrict__ xr = xc + row;
-          const scalar_t* __restrict__ yr = yc + row;
-          const scalar_t* __restrict__ g1 = gl1 + b * HW + row;
-          const T* __restrict__ gt = gterm.data();
-          const T* __restrict__ g = gv.data();
-          scalar_t* __restrict__ gx = gx_out + plane + row;
-          scalar_t* __restrict__ gy = gy_out + plane + row;
-          for (int64_t u = 0; u < W; ++u) {
-            const T xv = static_cast<T>(xr[u]), yv = static_cast<T>(yr[u]);
-            const T gd = diff_grad(alpha, xv - yv, gt[u], static_cast<T>(g1[u]) * inv_c);
-            gx[u] = static_cast<scalar_t>(g[u] + T(2) * xv * g[2 * W + u] + yv * g[3 * W + u] + gd);
-            gy[u] = static_cast<scalar_t>(g[W + u] + T(2) * yv * g[2 * W + u] + xv * g[3 * W + u] -
-                                          gd);
-          }
+          grad_row(as_compute(xc + row, W, xbuf.data()), as_compute(yc + row, W, ybuf.data()), g,
+                   gterm.data() + (s - s0) * W, gl1 + img + row, alpha, inv_c, W,
+                   gx_out + plane + row, gy_out + plane + row);
         };
         for (int64_t q = q0; q < q1; ++q) {
           if (q == q0) {
@@ -300,29 +443,21 @@ void backward_impl(const at::Tensor& grad_photo, const at::Tensor& grad_l1, cons
           }
           sums.means(m.data());
           const int64_t row = q * W;
-          term_grad_row(gph + b * HW + row, w != nullptr ? w + b * HW + row : nullptr, inv_c, W,
-                        gterm.data());
-          const T* __restrict__ mm = m.data();
-          const T* __restrict__ gt = gterm.data();
-          T* __restrict__ fr = f.data() + (k - 1);
-          T* __restrict__ sr = srow.data();
-          for (int64_t u = 0; u < W; ++u) {
-            const Moments<T> mo{mm[u], mm[W + u], mm[2 * W + u], mm[3 * W + u], mm[4 * W + u]};
-            const Coeffs<T> co = ssim_coeffs(mo, alpha, gt[u], inv_area, sr[u]);
-            fr[u] = co.mx;
-            fr[L + u] = co.my;
-            fr[2 * L + u] = co.sq;
-            fr[3 * L + u] = co.xy;
+          const T* gt = gterm.data() + (q - s0) * W;
+          if (q < s0 || q >= s1) {  // a halo row: its term gradient is not stored
+            term_grad_row(gph + img + row, w != nullptr ? w + img + row : nullptr, inv_c, W,
+                          gterm_q.data());
+            gt = gterm_q.data();
           }
+          T* fr = f.data() + (k - 1);
+          coeff_row(m.data(), gt, W, alpha, inv_area, fr, fr + L, fr + 2 * L, fr + 3 * L,
+                    srow.data());
           if (w != nullptr && q >= s0 && q < s1) {
-            const scalar_t* __restrict__ xr = xc + row;
-            const scalar_t* __restrict__ yr = yc + row;
-            T* __restrict__ acc = pw.data() + (q - s0) * W;
-            for (int64_t u = 0; u < W; ++u) {
-              acc[u] += photo_term(alpha, static_cast<T>(xr[u]) - static_cast<T>(yr[u]), sr[u]);
-            }
+            photo_term_row(as_compute(xc + row, W, xbuf.data()),
+                           as_compute(yc + row, W, ybuf.data()), srow.data(), W, alpha,
+                           pw.data() + (q - s0) * W);
           }
-          adjoint_row(f.data(), ring.data() + (q % k) * 4 * W, W, static_cast<int>(k));
+          adjoint_row(f.data(), ring_row(q), W, static_cast<int>(k));
           // Row q - p has now seen every window that contains it.
           if (q - p >= s0 && q - p < s1) finish_row(q - p);
         }
@@ -331,12 +466,8 @@ void backward_impl(const at::Tensor& grad_photo, const at::Tensor& grad_l1, cons
       }
       if (w != nullptr) {
         for (int64_t s = s0; s < s1; ++s) {
-          const int64_t row = b * HW + s * W;
-          const T* __restrict__ acc = pw.data() + (s - s0) * W;
-          for (int64_t u = 0; u < W; ++u) {
-            gw_out[row + u] =
-                static_cast<scalar_t>(static_cast<T>(gph[row + u]) * (acc[u] * inv_c));
-          }
+          const int64_t row = img + s * W;
+          weight_grad_row(gph + row, pw.data() + (s - s0) * W, inv_c, W, gw_out + row);
         }
       }
     }
