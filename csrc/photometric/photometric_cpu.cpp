@@ -9,7 +9,10 @@
 // them into the four adjoint coefficient rows of photometric.h, and sums each coefficient over
 // the windows containing each source pixel: along the row with a k-tap stencil, then across
 // rows with a running sum over the last k + 1 rows, kept in a ring. Near the image edges the
-// reflection padding enters through reflect_multiplicity.
+// reflection padding enters through reflect_multiplicity. Recomputing the statistics rather
+// than saving them moves fewer bytes and holds no memory between forward and backward (the
+// figures are in photometric_cuda.cu); on the CPU it also keeps the peak memory of
+// forward + backward to the outputs and the gradients.
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
