@@ -15,7 +15,7 @@ import torch
 
 from benchmarks.common import machine, median_time, peak_bytes
 
-MODULES = ["benchmarks.bench_warp", "benchmarks.bench_pairs"]
+MODULES = ["benchmarks.bench_warp", "benchmarks.bench_photometric", "benchmarks.bench_pairs"]
 
 
 def all_cases():
