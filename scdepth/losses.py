@@ -47,7 +47,7 @@ def pairwise_terms(ops, tgt_img, ref_img, tgt_depth, ref_depth, pose, K, cfg):
         ok, (computed_depth - projected_depth).abs() / denom, torch.zeros_like(denom)
     )
     # Self-discovered mask: down-weight pixels whose depths disagree (moving, occluded).
-    weight = None if cfg.no_dynamic_mask else (1 - d_diff).detach()
+    weight = (1 - d_diff).detach() if cfg.self_discovered_mask() else None
     alpha = 0.0 if cfg.no_ssim else cfg.ssim_alpha
     photo, l1 = ops.photometric_error(
         tgt_img, ref_warped, weight, alpha=alpha, window=cfg.ssim_window
@@ -258,3 +258,21 @@ def global_random_pairs(pseudo_depth, *, ratio=GLOBAL_PAIR_RATIO, tau=RANKING_TA
     idx_a, idx_b = idx_a.to(pseudo_depth.device), idx_b.to(pseudo_depth.device)
     pd = pseudo_depth.detach().reshape(B, N)
     return idx_a, idx_b, ordinal_labels(pd.gather(1, idx_a), pd.gather(1, idx_b), tau)
+
+
+def dynamic_region_refinement(ops, depth, pseudo_depth, score, cfg, *, seed):
+    """SC-DepthV3's mask ranking loss: the 20% of pixels most likely dynamic (highest score)
+    paired with random static pixels, plus random pairs over the whole image, all ranked by
+    the pseudo-depth's ordinal labels."""
+    idx_a, idx_b, label = ops.sample_dynamic_pairs(
+        score, pseudo_depth, ratio=cfg.drr_ratio, tau=cfg.rank_tau, seed=seed
+    )
+    if cfg.drr_global_ratio > 0:
+        gen = torch.Generator().manual_seed(seed)
+        pairs = global_random_pairs(
+            pseudo_depth, ratio=cfg.drr_global_ratio, tau=cfg.rank_tau, generator=gen
+        )
+        idx_a, idx_b, label = (
+            torch.cat(p, 1) for p in zip((idx_a, idx_b, label), pairs, strict=True)
+        )
+    return depth_ranking_loss(depth, idx_a, idx_b, label)

@@ -1,0 +1,69 @@
+"""One training step's losses: networks forward, then every loss term of the configured method.
+
+Kept apart from the loop (train.py) so that tests and benchmarks can run exactly the step the
+trainer runs, on either backend.
+"""
+
+import torch
+
+from . import losses
+from .geometry import depth_to_normals, pose_vec2mat
+
+TERMS = ("photo", "geometry", "smooth", "normal_matching", "mask_rank", "normal_rank")
+
+
+def predict(depth_net, pose_net, tgt, refs):
+    """Depth of every frame and the poses tgt -> ref and ref -> tgt, batched into one forward
+    pass per network. tgt [B, 3, H, W], refs [B, N, 3, H, W]."""
+    B, N = refs.shape[:2]
+    frames = torch.cat([tgt, refs.transpose(0, 1).reshape(B * N, *tgt.shape[1:])])
+    depths = depth_net(frames).split(B)
+    ref_list = list(refs.unbind(1))
+    src = torch.cat([tgt.repeat(N, 1, 1, 1), torch.cat(ref_list)])
+    dst = torch.cat([torch.cat(ref_list), tgt.repeat(N, 1, 1, 1)])
+    vecs = pose_net(src, dst).split(B)
+    return depths[0], list(depths[1:]), list(vecs[:N]), list(vecs[N:])
+
+
+def full_precision(t):
+    """Autocast outputs back to float32 for the losses (float64 stays float64)."""
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
+
+
+def step_seed(cfg, step):
+    """Seed of the step's random pair sampling: reproducible, and the same after a resume."""
+    return (cfg.seed * 1_000_003 + step) % (2**62)
+
+
+def compute_losses(depth_net, pose_net, batch, cfg, ops, step, *, amp_dtype=None):
+    """Returns (total loss, {term: value}, target depth). The networks run under autocast
+    when amp_dtype is given; the losses always run in float32."""
+    tgt, refs, K = batch["tgt"], batch["refs"], batch["K"]
+    with torch.autocast(tgt.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        tgt_depth, ref_depths, poses, poses_inv = predict(depth_net, pose_net, tgt, refs)
+    tgt_depth = full_precision(tgt_depth)
+    ref_depths = [full_precision(d) for d in ref_depths]
+    poses = [pose_vec2mat(full_precision(v)) for v in poses]
+    poses_inv = [pose_vec2mat(full_precision(v)) for v in poses_inv]
+    w = cfg.loss_weights()
+    zero = tgt_depth.sum() * 0
+    terms = dict.fromkeys(TERMS, zero)
+    terms["photo"], terms["geometry"], score = losses.photo_and_geometry_loss(
+        ops, tgt, list(refs.unbind(1)), tgt_depth, ref_depths, poses, poses_inv, K, cfg
+    )
+    if w["smooth"]:
+        terms["smooth"] = losses.edge_aware_smoothness(tgt_depth, tgt)
+    if w["mask_rank"]:
+        terms["mask_rank"] = losses.dynamic_region_refinement(
+            ops, tgt_depth, batch["pseudo_depth"], score, cfg, seed=step_seed(cfg, step)
+        )
+    if w["normal_matching"] or w["normal_rank"]:
+        normal = depth_to_normals(tgt_depth, K)
+        pseudo_normal = depth_to_normals(batch["pseudo_depth"], K)
+        terms["normal_matching"] = losses.normal_matching_loss(normal, pseudo_normal)
+        gen = torch.Generator().manual_seed(step_seed(cfg, step))
+        terms["normal_rank"] = losses.normal_ranking_loss(
+            tgt, batch["pseudo_depth"], normal, pseudo_normal, generator=gen
+        )
+    total = sum(w[k] * terms[k] for k in TERMS if w[k])
+    return total, terms, tgt_depth
