@@ -1,0 +1,90 @@
+"""Pictures: colour-mapped depth, validation sheets and training curves (OpenCV only)."""
+
+import cv2
+import numpy as np
+
+MEAN, STD = 0.45, 0.225  # image normalisation of the data loader
+
+
+def image_to_bgr(img):
+    """Normalised [3, H, W] tensor -> uint8 BGR image."""
+    rgb = (img.detach().float().cpu().numpy().transpose(1, 2, 0) * STD + MEAN) * 255
+    return cv2.cvtColor(np.clip(rgb, 0, 255).astype(np.uint8), cv2.COLOR_RGB2BGR)
+
+
+def colorize(values, vmin=None, vmax=None, cmap=cv2.COLORMAP_MAGMA, invalid=None):
+    """[H, W] float array -> uint8 BGR with a colour map; `invalid` pixels are black.
+    Depth is shown as inverse depth (near = bright), as depth papers do."""
+    v = np.asarray(values, dtype=np.float32)
+    ok = np.isfinite(v) if invalid is None else (~invalid & np.isfinite(v))
+    lo = np.min(v[ok]) if vmin is None and ok.any() else (vmin or 0.0)
+    hi = np.max(v[ok]) if vmax is None and ok.any() else (vmax or 1.0)
+    scaled = np.clip((v - lo) / max(hi - lo, 1e-12), 0, 1)
+    out = cv2.applyColorMap((np.nan_to_num(scaled) * 255).astype(np.uint8), cmap)
+    out[~ok] = 0
+    return out
+
+
+def depth_to_bgr(depth, vmax_inv=None):
+    d = np.asarray(depth, dtype=np.float32)
+    inv = np.where(d > 0, 1.0 / np.maximum(d, 1e-6), 0.0)
+    return colorize(inv, 0.0, vmax_inv, invalid=d <= 0)
+
+
+def label(img, text):
+    out = img.copy()
+    cv2.putText(out, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
+def validation_sheet(rows):
+    """rows: list of dicts with 'img' [3,H,W] tensor, 'pred' [H,W], optional 'gt' [h,w],
+    'mask' [h,w] bool (dynamic pixels). One row per frame: image, prediction, GT, |error|
+    (median-scaled) and the dynamic mask."""
+    lines = []
+    for r in rows:
+        img = image_to_bgr(r["img"])
+        H, W = img.shape[:2]
+        pred = np.asarray(r["pred"], dtype=np.float32)
+        tiles = [label(img, "image")]
+        gt = r.get("gt")
+        if gt is not None:
+            gt = cv2.resize(np.asarray(gt, np.float32), (W, H), interpolation=cv2.INTER_NEAREST)
+            ok = gt > 0
+            scale = np.median(gt[ok]) / np.median(pred[ok]) if ok.any() else 1.0
+            vmax = float(np.percentile(1 / gt[ok], 99)) if ok.any() else None
+            tiles.append(label(depth_to_bgr(pred * scale, vmax), "prediction"))
+            tiles.append(label(depth_to_bgr(gt, vmax), "ground truth"))
+            err = np.where(ok, np.abs(pred * scale - gt) / np.maximum(gt, 1e-6), 0)
+            tiles.append(label(colorize(err, 0, 0.5, cv2.COLORMAP_JET, ~ok), "abs rel error"))
+        else:
+            tiles.append(label(depth_to_bgr(pred), "prediction"))
+        if r.get("mask") is not None:
+            m = cv2.resize(r["mask"].astype(np.uint8), (W, H), interpolation=cv2.INTER_NEAREST)
+            overlay = img.copy()
+            overlay[m > 0] = (0.4 * overlay[m > 0] + [0, 0, 150]).astype(np.uint8)
+            tiles.append(label(overlay, "dynamic"))
+        lines.append(np.concatenate(tiles, 1))
+    width = max(line.shape[1] for line in lines)
+    lines = [np.pad(line, ((0, 0), (0, width - line.shape[1]), (0, 0))) for line in lines]
+    return np.concatenate(lines, 0)
+
+
+def curves(history, keys, size=(900, 300)):
+    """A plot of history[key] (lists of (x, y)) per key, one panel per key."""
+    W, H = size
+    panels = []
+    for key in keys:
+        pts = [(x, y) for x, y in history.get(key, []) if np.isfinite(y)]
+        panel = np.full((H, W, 3), 255, np.uint8)
+        cv2.putText(panel, key, (8, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        if len(pts) >= 2:
+            xs, ys = np.array(pts, dtype=np.float64).T
+            x0, x1, y0, y1 = xs.min(), xs.max(), ys.min(), ys.max()
+            px = 40 + (xs - x0) / max(x1 - x0, 1e-12) * (W - 60)
+            py = H - 25 - (ys - y0) / max(y1 - y0, 1e-12) * (H - 60)
+            cv2.polylines(panel, [np.stack([px, py], 1).astype(np.int32)], False, (200, 80, 0), 2)
+            for text, y in ((f"{y1:.4g}", 40), (f"{y0:.4g}", H - 25)):
+                cv2.putText(panel, text, (2, y), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1)
+        panels.append(panel)
+    return np.concatenate(panels, 0)

@@ -1,0 +1,165 @@
+"""The trainer end to end on tiny generated data."""
+
+import json
+
+import pytest
+import torch
+from conftest import tiny_config
+
+from scdepth import checkpoint, config, train
+from scdepth.ops import get_backend
+from scdepth.step import TERMS, compute_losses
+
+
+def test_tiny_run_writes_everything(tiny_synthetic, tmp_path):
+    out = tmp_path / "run"
+    run = train.train(tiny_config(tiny_synthetic), out, progress=False)
+    assert run.step == 4 and run.skipped == {"unreadable": 0, "non_finite": 0}
+    for name in (
+        "last.pt",
+        "best.pt",
+        "config.yaml",
+        "log.jsonl",
+        "curves.png",
+        "test_metrics.json",
+        "sheets/epoch_000.png",
+        "sheets/epoch_001.png",
+    ):
+        assert (out / name).is_file(), name
+    lines = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines if x["kind"] == "train"] == [1, 2, 3, 4]
+    assert {"abs_rel", "a1"} <= set(next(x for x in lines if x["kind"] == "val"))
+    metrics = json.loads((out / "test_metrics.json").read_text())
+    assert 0 < metrics["all"]["abs_rel"] < 10 and "dynamic" in metrics and "static" in metrics
+    assert checkpoint.load(out / "last.pt")["step"] == 4
+
+
+def test_resume_continues_to_the_same_state(tiny_synthetic, tmp_path):
+    straight = train.train(tiny_config(tiny_synthetic), tmp_path / "a", progress=False)
+    train.train(tiny_config(tiny_synthetic, epochs=1), tmp_path / "b", progress=False)
+    resumed = train.train(tiny_config(tiny_synthetic), tmp_path / "b", resume=True, progress=False)
+    assert resumed.step == straight.step == 4
+    for a, b in zip(
+        straight.depth_net.state_dict().values(),
+        resumed.depth_net.state_dict().values(),
+        strict=True,
+    ):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_existing_run_is_never_overwritten(tiny_synthetic, tmp_path):
+    out = tmp_path / "run"
+    train.train(tiny_config(tiny_synthetic, epochs=1), out, progress=False)
+    before = (out / "last.pt").read_bytes()
+    with pytest.raises(train.TrainingError, match="pass --resume"):
+        train.train(tiny_config(tiny_synthetic, epochs=1), out, progress=False)
+    assert (out / "last.pt").read_bytes() == before
+
+
+def test_non_finite_losses_are_skipped_then_stop_training(tiny_synthetic, tmp_path, monkeypatch):
+    real = train.compute_losses
+
+    def poisoned(*args, **kwargs):
+        total, terms, depth = real(*args, **kwargs)
+        terms["geometry"] = terms["geometry"] * float("nan")
+        return total * float("nan"), terms, depth
+
+    monkeypatch.setattr(train, "compute_losses", poisoned)
+    cfg = tiny_config(tiny_synthetic, max_bad_steps=3, epochs=3)
+    with pytest.raises(train.TrainingError, match="3 consecutive steps had non-finite geometry"):
+        train.train(cfg, tmp_path / "run", progress=False)
+    skips = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [s["reason"] for s in skips if s["kind"] == "skip"] == ["non-finite geometry"] * 3
+
+
+def test_unreadable_frame_mid_run_is_skipped_and_counted(tiny_synthetic, tmp_path, monkeypatch):
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_synthetic, root)
+    real_init = train.TrainFolder.__init__
+
+    def init_then_break(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)  # the layout was valid at start
+        for scene in self.scenes:
+            for frame in scene.frames:
+                frame.unlink()  # every frame disappears mid-run
+
+    monkeypatch.setattr(train.TrainFolder, "__init__", init_then_break)
+    run = train.train(tiny_config(root, epochs=1), tmp_path / "run", progress=False)
+    assert run.skipped["unreadable"] == 2 and run.step == 2
+    log = (tmp_path / "run" / "log.jsonl").read_text()
+    assert "missing" in log
+
+
+def test_cli_runs_and_reports_bad_config(tiny_synthetic, tmp_path, capsys):
+    args = [
+        "--out",
+        str(tmp_path / "cli"),
+        "--no-progress",
+        "--epochs",
+        "1",
+        "--epoch-size",
+        "1",
+        f"data_root={tiny_synthetic}",
+        "image_size=[64, 64]",
+        "batch_size=1",
+        "num_workers=0",
+        "val_max_frames=2",
+    ]
+    assert train.main(args) == 0
+    assert "abs_rel" in capsys.readouterr().out
+    assert train.main(["--out", str(tmp_path / "x"), "bogus=1"]) == 2
+    assert "unknown config key 'bogus'" in capsys.readouterr().err
+
+
+def test_ext_and_reference_give_the_same_losses_and_gradients(tiny_synthetic):
+    from scdepth.data.dataset import TrainFolder
+    from scdepth.models import DepthNet, PoseNet
+
+    # float64 end to end, and noise on the images: in flat regions the warped and the
+    # unwarped error are mathematically equal, and rounding would decide the auto-mask
+    cfg = tiny_config(tiny_synthetic)
+    data = TrainFolder(tiny_synthetic, image_size=(64, 64), seed=0)
+    batch = torch.utils.data.default_collate([data[0], data[3]])
+    batch = {k: v.double() for k, v in batch.items()}
+    g = torch.Generator().manual_seed(0)
+    for k in ("tgt", "refs"):
+        batch[k] = batch[k] + 0.01 * torch.randn(batch[k].shape, generator=g, dtype=torch.float64)
+    results = {}
+    for backend in ("ext", "reference"):
+        torch.manual_seed(0)
+        depth_net, pose_net = DepthNet(18).double(), PoseNet(18).double()
+        total, terms, _ = compute_losses(depth_net, pose_net, batch, cfg, get_backend(backend), 7)
+        total.backward()
+        grads = [p.grad.clone() for p in [*depth_net.parameters(), *pose_net.parameters()]]
+        results[backend] = (terms, grads)
+    (t_ext, g_ext), (t_ref, g_ref) = results["ext"], results["reference"]
+    for k in TERMS:
+        assert t_ext[k].dtype == torch.float64
+        torch.testing.assert_close(t_ext[k], t_ref[k], rtol=1e-9, atol=1e-12, msg=k)
+    for a, b in zip(g_ext, g_ref, strict=True):
+        scale = b.abs().max().clamp_min(1e-12)
+        torch.testing.assert_close(a / scale, b / scale, rtol=1e-7, atol=1e-7)
+
+
+def test_methods_use_their_terms(tiny_synthetic):
+    from scdepth.data.dataset import TrainFolder
+    from scdepth.models import DepthNet, PoseNet
+
+    data = TrainFolder(tiny_synthetic, image_size=(64, 64), seed=0)
+    batch = torch.utils.data.default_collate([data[0], data[1]])
+    for method, live in (
+        ("sc_depth_v1", {"photo", "geometry", "smooth"}),
+        ("monodepth2", {"photo"}),
+        ("sc_depth_v3", {"photo", "geometry", "normal_matching", "mask_rank", "normal_rank"}),
+    ):
+        cfg = config.apply(tiny_config(tiny_synthetic), {"method": method}, "test")
+        w = cfg.loss_weights()
+        assert {k for k, v in w.items() if v} == live, method
+        torch.manual_seed(0)
+        total, terms, _ = compute_losses(
+            DepthNet(18), PoseNet(18), batch, cfg, get_backend("ext"), 0
+        )
+        assert all(terms[k].detach().item() > 0 for k in live), method
+        torch.testing.assert_close(total, sum(w[k] * terms[k] for k in live))
