@@ -287,7 +287,7 @@ def run(method, name, shape, device, *, warmup=1, repeat=5, profile=True, log=pr
             "fwd_bwd_s": statistics.median(times[v]),
             "min_s": min(times[v]),
             "times_s": times[v],
-            "peak_bytes": peak_bytes(fns[v], device),
+            "peak_bytes": peak_bytes(fns[v], device, repeat=2),
         }
         log(f"  losses {method} {row['size']} {v}: {row[v]['fwd_bwd_s']:.3f} s")
     pub = row["public"]["fwd_bwd_s"]
