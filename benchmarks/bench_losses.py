@@ -264,7 +264,7 @@ def term_fns(variant, method, b, cfg):
 VARIANTS = ("public", "ext", "reference")
 
 
-def run(method, name, shape, device, *, warmup=1, repeat=5, profile=True, log=print):
+def run(method, name, shape, device, *, warmup=1, repeat=5, peak_repeat=2, profile=True, log=print):
     """Measures one method at one size; returns the JSON row."""
     B, H, W = shape
     cfg = make_config(method)
@@ -287,7 +287,7 @@ def run(method, name, shape, device, *, warmup=1, repeat=5, profile=True, log=pr
             "fwd_bwd_s": statistics.median(times[v]),
             "min_s": min(times[v]),
             "times_s": times[v],
-            "peak_bytes": peak_bytes(fns[v], device, repeat=2),
+            "peak_bytes": peak_bytes(fns[v], device, repeat=peak_repeat),
         }
         log(f"  losses {method} {row['size']} {v}: {row[v]['fwd_bwd_s']:.3f} s")
     pub = row["public"]["fwd_bwd_s"]
@@ -297,7 +297,7 @@ def run(method, name, shape, device, *, warmup=1, repeat=5, profile=True, log=pr
     row["terms"] = {}
     for v in VARIANTS:
         tf = term_fns(v, method, b, cfg)
-        t = interleaved_timings(tf, device, warmup=1, repeat=max(1, repeat // 2))
+        t = interleaved_timings(tf, device, warmup=warmup, repeat=max(1, repeat // 2))
         row["terms"][v] = {k: statistics.median(s) for k, s in t.items()}
         log(
             f"  losses {method} terms {v}: "

@@ -72,7 +72,18 @@ def compute_losses_fn():
     return _compute_losses_standin, "benchmarks.bench_step stand-in (no scdepth/step.py yet)"
 
 
-def run(name, shape, device, *, amp_dtype=None, method="v3", warmup=1, repeat=3, log=print):
+def run(
+    name,
+    shape,
+    device,
+    *,
+    amp_dtype=None,
+    method="v3",
+    warmup=1,
+    repeat=3,
+    peak_repeat=2,
+    log=print,
+):
     from scdepth.models import DepthNet, PoseNet
     from scdepth.ops import get_backend
 
@@ -133,7 +144,7 @@ def run(name, shape, device, *, amp_dtype=None, method="v3", warmup=1, repeat=3,
             "times_s": times[backend],
             "it_per_s": 1.0 / t,
             "loss_share": max(0.0, 1.0 - t_net / t),
-            "peak_bytes": peak_bytes(fns[backend], device, repeat=2),
+            "peak_bytes": peak_bytes(fns[backend], device, repeat=peak_repeat),
         }
         log(f"  step {row['size']} {row['amp']} {backend}: {t:.3f} s/it")
     row["networks_s"] = t_net

@@ -160,13 +160,15 @@ def machine(device):
 
 
 def describe(m):
-    """One line naming the machine of machine()."""
-    if m.get("kind") == "cuda":
-        head = f"{m['device']} (sm_{m['capability'].replace('.', '')}, {m['memory_gib']} GiB)"
-        return f"{head}, torch {m['torch']}, CUDA {m['cuda']}, host CPU {m['cpu']}"
+    """One line naming the machine of machine() (older files may lack some keys)."""
+    g = m.get
+    if g("kind") == "cuda":
+        cap = str(g("capability", "?")).replace(".", "")
+        head = f"{g('device', '?')} (sm_{cap}, {g('memory_gib', '?')} GiB)"
+        return f"{head}, torch {g('torch', '?')}, CUDA {g('cuda', '?')}, host CPU {g('cpu', '?')}"
     return (
-        f"{m['device']}, {m['cores']} cores, {m['threads']} threads, torch {m['torch']}"
-        f" (CUDA {m['cuda'] or 'none'}: GPU code unused)"
+        f"{g('device', '?')}, {g('cores', '?')} cores, {g('threads', '?')} threads,"
+        f" torch {g('torch', '?')} (CUDA {g('cuda') or 'none'}: GPU code unused)"
     )
 
 

@@ -24,8 +24,9 @@
 #
 # Needs nothing from the network. Exit status: 0 when every stage that ran passed, 1 when
 # any failed (the summary says which and where its log is), 2 on a usage error.
-# Environment: PYTHON (default: python3, or python), KIT_BUDGET_S (default 570: the whole
-# kit stops starting stages past it, so that it ends within 10 minutes on an H100).
+# Environment: PYTHON (default: python3, or python), KIT_BUDGET_S (default 570, 3600 with
+# --dry-run: stages are cut at it, so that the kit ends within 10 minutes on an H100),
+# KIT_BUILD_S (default 420: the build stage's own limit; a loaded 2-core CPU needs ~900).
 set -u -o pipefail
 
 usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
@@ -62,7 +63,7 @@ mkdir -p "$OUTDIR" || { echo "gpu_check: cannot create $OUTDIR" >&2; exit 1; }
 OUTDIR="$(cd "$OUTDIR" && pwd)"
 PYTHON="${PYTHON:-$(command -v python3 || command -v python)}"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-BUDGET="${KIT_BUDGET_S:-570}"
+BUDGET="${KIT_BUDGET_S:-$([ $DRY_RUN -eq 1 ] && echo 3600 || echo 570)}"
 START=$(date +%s)
 SUMMARY="$OUTDIR/summary.txt"
 : > "$SUMMARY"
@@ -70,7 +71,7 @@ FAILED=0
 
 say() { echo "gpu_check: $*"; }
 record() {  # stage status seconds note
-  printf '%-10s %-5s %5ss  %s\n' "$1" "$2" "$3" "$4" >> "$SUMMARY"
+  printf '%-12s %-5s %5ss  %s\n' "$1" "$2" "$3" "$4" >> "$SUMMARY"
   [ "$2" = FAIL ] && FAILED=1
   say "$1: $2 ($3 s) $4"
 }
@@ -138,7 +139,7 @@ if wanted build; then
   if [ $SKIP_BUILD -eq 1 ]; then
     record build SKIP 0 "--skip-build: using the extension built in place"
   else
-    run_stage build 420 "FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=$ARCH, in place" \
+    run_stage build "${KIT_BUILD_S:-420}" "FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=$ARCH, in place" \
       env FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="$ARCH" MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
       "$PYTHON" setup.py build_ext --inplace
   fi

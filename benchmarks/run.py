@@ -291,7 +291,7 @@ def parse(argv):
             dict(QUICK_SIZES),
             next(iter(QUICK_SIZES.items())),
         )
-        a.warmup, a.repeat, a.step_repeat = 1, 2, 1
+        a.warmup, a.repeat, a.step_repeat = 1, 1, 1
     else:
         names = _names(a.sizes, SIZES, "sizes") or list(SIZES)
         a.sizes = {n: SIZES[n] for n in names}
@@ -354,6 +354,7 @@ def main(argv=None):
 
     def bandwidth_part():
         nbytes = (1 << 30) if torch.device(device).type == "cuda" else (1 << 28)
+        nbytes = nbytes // 8 if a.quick else nbytes
         result["bandwidth"] = {"copy_GBps": copy_bandwidth(device, nbytes) / 1e9, "bytes": nbytes}
         log(f"  copy bandwidth {result['bandwidth']['copy_GBps']:.1f} GB/s")
 
