@@ -197,8 +197,10 @@ if wanted report; then
   if [ ${#inputs[@]} -eq 0 ]; then
     record report FAIL 0 "no results to render ($RESULTS missing)"
   else
+    notes=()
+    [ -f "$ROOT/benchmarks/results/notes.md" ] && notes=(--notes "$ROOT/benchmarks/results/notes.md")
     run_stage report 60 "$OUTDIR/RESULTS.md" \
-      "$PYTHON" -m benchmarks.report "${inputs[@]}" -o "$OUTDIR/RESULTS.md"
+      "$PYTHON" -m benchmarks.report "${inputs[@]}" "${notes[@]}" -o "$OUTDIR/RESULTS.md"
   fi
 fi
 

@@ -480,7 +480,72 @@ def unmeasured_section(results):
     return lines + [f"- {i}" for i in items]
 
 
-def render(results, sources=None):
+def diagnosis_section(results):
+    """For every missed target, where the time goes, from the measured data."""
+    items = []
+    for r in results:
+        if r.get("quick"):
+            continue
+        k = kind(r).upper()
+        targets = {op: m for kk, op, m in OP_TARGETS if kk == kind(r)}
+        for row in r.get("ops", []):
+            need = targets.get(row["op"])
+            if need is None or row["dtype"] != "float32" or not _at_target_size(row):
+                continue
+            if row["speedup_fwd_bwd"] >= need:
+                continue
+            e, f = row["ext"], row["reference"]
+            parts = [f"forward {_ms(e['forward_s'])} vs {_ms(f['forward_s'])} ms"]
+            if e.get("backward_s"):
+                parts.append(f"backward {_ms(e['backward_s'])} vs {_ms(f['backward_s'])} ms")
+            items.append(
+                f"{k} {row['op']} {row['size']}: {_x(row['speedup_fwd_bwd'])} < {need:g}× "
+                f"(ext vs reference: {', '.join(parts)})"
+            )
+        for row in r.get("losses", []):
+            ratio = row["ours_over_public"]["ext"]
+            slow = ratio > LOSS_STACK_RATIO or (
+                row["method"] == "v3"
+                and kind(r) == "cpu"
+                and row["ext"]["fwd_bwd_s"] > LOSS_STACK_V3_CPU_S
+            )
+            if not slow:
+                continue
+            terms = row.get("terms", {}).get("ext", {})
+            total = sum(terms.values()) or 1.0
+            ranked = sorted(terms.items(), key=lambda kv: -kv[1])
+            share = ", ".join(f"{t} {v:.3f} s ({v / total:.0%})" for t, v in ranked)
+            top = row.get("top_ops", {}).get("ext", [])[:3]
+            ops = ", ".join(f"{o['name']} {o['self_ms']:.0f} ms" for o in top)
+            items.append(
+                f"{k} loss stack {row['method'].upper()}: ours ext {_s(row['ext']['fwd_bwd_s'])} s"
+                f" = {ratio:.3f} of public. Terms alone (ext): {share}."
+                + (f" Top aten ops (self time): {ops}." if ops else "")
+            )
+        for row in r.get("step", []):
+            need = {kk: (m, mem) for kk, m, mem in STEP_TARGETS}.get(kind(r))
+            if not need or row["amp"] != "none" or not _at_target_size(row):
+                continue
+            if row["speedup"] >= need[0] and row["memory_ratio"] <= need[1]:
+                continue
+            t_ref, t_net = row["reference"]["step_s"], row.get("networks_s")
+            bound = (
+                f"; networks alone take {t_net:.2f} s of the reference's {t_ref:.2f} s, so "
+                f"even free losses would give at most {t_ref / t_net:.2f}×"
+                if t_net
+                else ""
+            )
+            items.append(
+                f"{k} training step {row['size']}: {_x(row['speedup'])}, memory "
+                f"{_x(row['memory_ratio'])}; losses are {row['ext']['loss_share']:.0%} of the ext "
+                f"step and {row['reference']['loss_share']:.0%} of the reference step{bound}"
+            )
+    if not items:
+        return []
+    return ["", "## Where the time goes (missed targets)", ""] + [f"- {i}" for i in items]
+
+
+def render(results, sources=None, notes=None):
     lines = [
         "# Benchmark results",
         "",
@@ -492,6 +557,9 @@ def render(results, sources=None):
     ]
     lines += machines_section(results)
     lines += [""] + targets_section(results)
+    lines += diagnosis_section(results)
+    if notes:
+        lines += ["", "## Notes", "", notes.strip()]
     lines += losses_section(results)
     lines += step_section(results)
     lines += ops_section(results)
@@ -500,20 +568,25 @@ def render(results, sources=None):
     return "\n".join(lines) + "\n"
 
 
-def write(path, results):
+def write(path, results, notes=None):
     for r in results:
         r.setdefault("_path", "(this run)")
     with open(path, "w") as f:
-        f.write(render(results))
+        f.write(render(results, notes=notes))
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("json", nargs="+", help="result files of benchmarks.run")
     p.add_argument("-o", "--output", default=None, help="write here (default: print)")
+    p.add_argument("--notes", default=None, help="a Markdown file of analysis to include")
     a = p.parse_args(argv)
     results = [load(path) for path in a.json]
-    text = render(results)
+    notes = None
+    if a.notes:
+        with open(a.notes) as f:
+            notes = f.read()
+    text = render(results, notes=notes)
     if a.output:
         with open(a.output, "w") as f:
             f.write(text)
