@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks import public_baseline
-from benchmarks.common import interleaved_timings, peak_bytes, top_ops
+from benchmarks.common import interleaved_timings, paired_ratio, peak_bytes, top_ops
 from scdepth import config, losses
 from scdepth.geometry import depth_to_normals, pose_vec2mat
 
@@ -290,9 +290,11 @@ def run(method, name, shape, device, *, warmup=1, repeat=5, peak_repeat=2, profi
             "peak_bytes": peak_bytes(fns[v], device, repeat=peak_repeat),
         }
         log(f"  losses {method} {row['size']} {v}: {row[v]['fwd_bwd_s']:.3f} s")
-    pub = row["public"]["fwd_bwd_s"]
-    row["ours_over_public"] = {v: row[v]["fwd_bwd_s"] / pub for v in ("ext", "reference")}
-    row["ext_over_reference"] = row["ext"]["fwd_bwd_s"] / row["reference"]["fwd_bwd_s"]
+    # ratios paired by round: robust to the load of a shared machine changing between rounds
+    row["ours_over_public"] = {
+        v: paired_ratio(times[v], times["public"]) for v in ("ext", "reference")
+    }
+    row["ext_over_reference"] = paired_ratio(times["ext"], times["reference"])
     # each term alone
     row["terms"] = {}
     for v in VARIANTS:

@@ -13,7 +13,7 @@ import statistics
 import torch
 
 from benchmarks import bench_losses
-from benchmarks.common import interleaved_timings, peak_bytes
+from benchmarks.common import interleaved_timings, paired_ratio, peak_bytes
 
 
 def batch_for(B, H, W, device, num_refs=bench_losses.NUM_REFS, seed=0):
@@ -143,11 +143,14 @@ def run(
             "min_s": min(times[backend]),
             "times_s": times[backend],
             "it_per_s": 1.0 / t,
-            "loss_share": max(0.0, 1.0 - t_net / t),
+            "loss_share": max(0.0, 1.0 - paired_ratio(times["networks"], times[backend])),
             "peak_bytes": peak_bytes(fns[backend], device, repeat=peak_repeat),
         }
         log(f"  step {row['size']} {row['amp']} {backend}: {t:.3f} s/it")
     row["networks_s"] = t_net
-    row["speedup"] = row["reference"]["step_s"] / row["ext"]["step_s"]
+    # ratios paired by round: robust to the load of a shared machine changing between rounds
+    row["speedup"] = paired_ratio(times["reference"], times["ext"])
+    row["speedup_bound"] = paired_ratio(times["reference"], times["networks"])
+    row["networks_times_s"] = times["networks"]
     row["memory_ratio"] = row["ext"]["peak_bytes"] / max(row["reference"]["peak_bytes"], 1)
     return row

@@ -234,3 +234,9 @@ def top_ops(fn, device, n=12):
         rows.append({"name": e.key, "self_ms": self_us / 1e3, "calls": e.count})
     rows.sort(key=lambda r: -r["self_ms"])
     return rows[:n]
+
+
+def paired_ratio(num, den):
+    """Median over rounds of num[i] / den[i]: a ratio of two interleaved timings that a change
+    of the machine's load between rounds does not bias (both sides of a round see the same)."""
+    return statistics.median(a / b for a, b in zip(num, den, strict=True))
