@@ -68,8 +68,10 @@ def all_cases(sizes=None, skipped=None):
     for m in modules(skipped):
         if sizes is None:
             cases += m.cases()
-        elif hasattr(m, "case_at"):
-            cases += [m.case_at(n, *s) for n, s in sizes.items()]
+        elif hasattr(m, "case_at"):  # case_at(name, B, H, W) -> a Case or a list of them
+            for n, s in sizes.items():
+                c = m.case_at(n, *s)
+                cases += c if isinstance(c, list) else [c]
         else:
             skipped.append(f"{m.__name__}: no case_at(name, B, H, W) for other sizes")
     return cases
