@@ -156,7 +156,9 @@ def run_scaling(base_name, base, device, warmup, repeat, skipped):
                 )
                 point[backend] = m["fwd_bwd_s"]
             log(f"  scaling {case.op} {case.size}: {point}")
-            per_op.setdefault(case.op, []).append(point)
+            # one series per op and variant (e.g. photometric_error per SSIM window)
+            label = " ".join([case.op] + [f"{k}={v}" for k, v in sorted(case.meta.items())])
+            per_op.setdefault(label, []).append(point)
     for op, points in per_op.items():
         points.sort(key=lambda p: p["factor"])
         row = {
@@ -364,7 +366,7 @@ def main(argv=None):
         rows = run_scaling(
             *a.base, device, min(a.warmup, 1), max(1, min(a.repeat, 3)), result["skipped"]
         )
-        result["scaling"] = [r for r in rows if not a.ops or r["op"] in a.ops]
+        result["scaling"] = [r for r in rows if not a.ops or r["op"].split()[0] in a.ops]
 
     def losses_part():
         from benchmarks import bench_losses
