@@ -195,11 +195,20 @@ def cpu_name():
 
 def interleaved_timings(fns, device, *, warmup=1, repeat=5):
     """Wall times of several callables {name: fn}, run in turns (one call of each per round)
-    so that a change in the machine's load hits them all alike: {name: [seconds, ...]}."""
+    so that a change in the machine's load hits them all alike: {name: [seconds, ...]}.
+    A value may also be (setup, fn): setup() runs untimed and fn(its result) is timed."""
     cuda = torch.device(device).type == "cuda"
     times = {name: [] for name in fns}
     for i in range(warmup + repeat):
-        for name, fn in fns.items():
+        for name, entry in fns.items():
+            if isinstance(entry, tuple):
+                setup, body = entry
+                state = setup()
+
+                def fn(body=body, state=state):
+                    body(state)
+            else:
+                fn = entry
             sync(device)
             if cuda:
                 start = torch.cuda.Event(enable_timing=True)

@@ -25,6 +25,7 @@ import importlib
 import json
 import math
 import os
+import statistics
 import sys
 
 import torch
@@ -35,14 +36,17 @@ from benchmarks.common import (
     SIZES,
     copy_bandwidth,
     describe,
+    interleaved_timings,
     load_average,
     machine,
     median_time,
+    paired_ratio,
     peak_bytes,
 )
 
 MODULES = ["benchmarks.bench_warp", "benchmarks.bench_photometric", "benchmarks.bench_pairs"]
 PARTS = ("ops", "scaling", "bandwidth", "losses", "step")
+_LOGGED = set()
 
 
 def log(msg):
@@ -56,8 +60,12 @@ def modules(skipped):
         try:
             found.append(importlib.import_module(name))
         except ImportError as e:
-            skipped.append(f"{name}: {e}")
-            log(f"skipping {name}: {e}")
+            msg = f"{name}: {e}"
+            if msg not in skipped:
+                skipped.append(msg)
+            if msg not in _LOGGED:
+                _LOGGED.add(msg)
+                log(f"skipping {msg}")
     return found
 
 
@@ -105,6 +113,55 @@ def measure(case, backend, device, dtype, *, warmup=2, repeat=7, memory=True):
     return out
 
 
+BACKENDS = ("ext", "reference")
+
+
+def measure_pair(case, device, dtype, *, warmup=2, repeat=7, memory=True):
+    """Both backends of a case timed in turns (forward; forward+backward; backward alone),
+    so that load changes of a shared machine hit both alike: ({backend: medians and peak
+    memory}, {'fwd', 'bwd', 'fwd_bwd': reference/ext ratios paired by round})."""
+    fwd = {b: case.make(b, device, dtype, backward=False)[0] for b in BACKENDS}
+    both = {b: case.make(b, device, dtype, backward=True) for b in BACKENDS}
+    forward_only = both["ext"][1] is None
+
+    def no_grad(fn):
+        def run():
+            with torch.no_grad():
+                fn()
+
+        return run
+
+    def fwd_bwd(b):
+        forward, grads = both[b]
+        return lambda: torch.autograd.backward(forward(), grads)
+
+    def bwd(b):
+        forward, grads = both[b]
+        return (forward, lambda outs: torch.autograd.backward(outs, grads))
+
+    kw = dict(warmup=warmup, repeat=repeat)
+    t = {"forward": interleaved_timings({b: no_grad(fwd[b]) for b in BACKENDS}, device, **kw)}
+    if not forward_only:
+        t["fwd_bwd"] = interleaved_timings({b: fwd_bwd(b) for b in BACKENDS}, device, **kw)
+        t["backward"] = interleaved_timings({b: bwd(b) for b in BACKENDS}, device, **kw)
+    out = {}
+    for b in BACKENDS:
+        m = {"forward_s": statistics.median(t["forward"][b])}
+        m["backward_s"] = None if forward_only else statistics.median(t["backward"][b])
+        m["fwd_bwd_s"] = m["forward_s"] if forward_only else statistics.median(t["fwd_bwd"][b])
+        if memory:
+            fn = fwd[b] if forward_only else fwd_bwd(b)
+            m["peak_bytes"] = peak_bytes(fn, device, repeat=3)
+        out[b] = m
+    ratio = {k: paired_ratio(v["reference"], v["ext"]) for k, v in t.items()}
+    ratios = {
+        "fwd": ratio["forward"],
+        "bwd": ratio.get("backward"),
+        "fwd_bwd": ratio.get("fwd_bwd", ratio["forward"]),
+    }
+    return out, ratios
+
+
 def _row(case, device, dtype):
     return {
         "op": case.op,
@@ -121,13 +178,15 @@ def run_ops(cases, device, dtypes, warmup, repeat, bandwidth=None):
     for dtype in dtypes:
         for case in cases:
             row = _row(case, device, dtype)
-            for backend in ("ext", "reference"):
-                row[backend] = measure(case, backend, device, dtype, warmup=warmup, repeat=repeat)
+            measured, ratios = measure_pair(case, device, dtype, warmup=warmup, repeat=repeat)
+            row.update(measured)
+            for backend in BACKENDS:
                 log(f"  {case.op} {case.size} {row['dtype']} {backend}: {row[backend]}")
             e, r = row["ext"], row["reference"]
-            row["speedup_fwd"] = r["forward_s"] / e["forward_s"]
-            row["speedup_bwd"] = r["backward_s"] / e["backward_s"] if e["backward_s"] else None
-            row["speedup_fwd_bwd"] = r["fwd_bwd_s"] / e["fwd_bwd_s"]
+            # speed-ups: reference / ext per round of the interleaved runs, median
+            row["speedup_fwd"] = ratios["fwd"]
+            row["speedup_bwd"] = ratios["bwd"]
+            row["speedup_fwd_bwd"] = ratios["fwd_bwd"]
             row["memory_ratio"] = e["peak_bytes"] / max(r["peak_bytes"], 1)
             if case.bytes_moved:
                 row["bytes_moved"] = case.bytes_moved(dtype)
@@ -150,11 +209,11 @@ def run_scaling(base_name, base, device, warmup, repeat, skipped):
             {f"{base_name} x{factor:g}": (B, h, w)}, skipped if factor == 1 else None
         ):
             point = {"factor": factor, "pixels": B * h * w, "size": case.size}
-            for backend in ("ext", "reference"):
-                m = measure(
-                    case, backend, device, torch.float32, warmup=warmup, repeat=repeat, memory=False
-                )
-                point[backend] = m["fwd_bwd_s"]
+            m, _ = measure_pair(
+                case, device, torch.float32, warmup=warmup, repeat=repeat, memory=False
+            )
+            for backend in BACKENDS:
+                point[backend] = m[backend]["fwd_bwd_s"]
             log(f"  scaling {case.op} {case.size}: {point}")
             # one series per op and variant (e.g. photometric_error per SSIM window)
             label = " ".join([case.op] + [f"{k}={v}" for k, v in sorted(case.meta.items())])
@@ -186,14 +245,14 @@ def _ms(x):
 
 def ops_table(rows):
     head = (
-        f"{'op':<20}{'size':<24}{'dtype':<9}{'ext fwd':>9}{'ref fwd':>9}{'ext bwd':>9}"
+        f"{'op':<22}{'size':<24}{'dtype':<9}{'ext fwd':>9}{'ref fwd':>9}{'ext bwd':>9}"
         f"{'ref bwd':>9}{'ext f+b':>9}{'ref f+b':>9}{'x f+b':>7}{'ext MB':>8}{'ref MB':>8}"
     )
     lines = ["times in ms", head, "-" * len(head)]
     for r in rows:
         e, f = r["ext"], r["reference"]
         lines.append(
-            f"{r['op']:<20}{r['size']:<24}{r['dtype']:<9}"
+            f"{r['op']:<22}{r['size']:<24}{r['dtype']:<9}"
             f"{_ms(e['forward_s']):>9}{_ms(f['forward_s']):>9}"
             f"{_ms(e['backward_s']):>9}{_ms(f['backward_s']):>9}"
             f"{_ms(e['fwd_bwd_s']):>9}{_ms(f['fwd_bwd_s']):>9}"
