@@ -357,14 +357,37 @@ def test_reference_labels_table():
 
 @pytest.mark.parametrize("dtype", FLOAT_TYPES)
 @pytest.mark.parametrize("pd_dtype", [torch.float32, torch.float16])
-def test_matches_reference_except_the_partner_stream(dtype, pd_dtype):
+def test_matches_reference_exactly(dtype, pd_dtype):
     score, pd = random_inputs(3, 24, 36, seed=15, dtype=dtype, pd_dtype=pd_dtype, ties=True)
-    out = ops.sample_dynamic_pairs(score, pd, ratio=0.3, tau=0.1, seed=9)
-    ref = reference.sample_dynamic_pairs(score, pd, ratio=0.3, tau=0.1, seed=9)
-    assert torch.equal(out[0], ref[0])
-    for idx_a, idx_b, label in (out, ref):
+    for seed in (9, 2**64 - 1, -5):
+        out = ops.sample_dynamic_pairs(score, pd, ratio=0.3, tau=0.1, seed=seed)
+        ref = reference.sample_dynamic_pairs(score, pd, ratio=0.3, tau=0.1, seed=seed)
+        for o, r in zip(out, ref, strict=True):
+            assert torch.equal(o, r)
+        idx_a, idx_b, label = out
         assert not selected_mask(idx_a, 24 * 36).gather(1, idx_b).any()
         check_labels(pd, idx_a, idx_b, label, 0.1)
+
+
+def test_reference_philox_known_answers_and_rejection_path():
+    # Random123's known-answer vectors, through the reference's int64 Philox
+    zero, ones = torch.tensor(0), torch.tensor(0xFFFFFFFF)
+    out = reference.philox4x32_10((zero,) * 4, (0, 0))
+    assert [int(x) for x in out] == [0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8]
+    out = reference.philox4x32_10((ones,) * 4, (0xFFFFFFFF, 0xFFFFFFFF))
+    assert [int(x) for x in out] == [0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD]
+    # n just above 2^31 rejects almost half of the words: later words and blocks are used;
+    # checked word by word against the numpy model
+    n, seed = 2**31 + 1, 3
+    sub = torch.arange(300)
+    j = reference.philox_uniform_index(seed, sub, n)
+    limit = 2**32 - 2**32 % n
+    for e in range(300):
+        block, words = 0, []
+        while not any(w < limit for w in words):
+            words += [int(x) for x in philox4x32_10([block, 0, e, 0], [seed, 0])]
+            block += 1
+        assert int(j[e]) == next(w for w in words if w < limit) % n
 
 
 def test_non_contiguous_inputs_give_the_same_result():
@@ -569,5 +592,6 @@ def test_cuda_reference_runs_on_the_device():
     score, pd = random_inputs(2, 30, 40, seed=26)
     out = ops.sample_dynamic_pairs(score.cuda(), pd.cuda(), seed=1)
     ref = reference.sample_dynamic_pairs(score.cuda(), pd.cuda(), seed=1)
-    assert torch.equal(out[0], ref[0])
+    for o, r in zip(out, ref, strict=True):
+        assert torch.equal(o, r)
     assert ref[1].device.type == "cuda"
