@@ -13,7 +13,11 @@ TORCH_LIBRARY(scdepth, m) {
 
   // Photometric error (csrc/photometric): schemas added with the op.
 
-  // Dynamic pair sampling (csrc/ranking): schemas added with the op.
+  // Dynamic pair sampling (csrc/ranking): score [B,1,H,W], pseudo_depth [B,1,H,W] ->
+  //   (idx_a [B,k] int64, idx_b [B,k] int64, label [B,k] int8), k = floor(ratio*H*W).
+  //   seed is a SymInt so that torch.compile keeps it symbolic (no graph per seed).
+  m.def("sample_dynamic_pairs(Tensor score, Tensor pseudo_depth, float ratio, float tau, "
+        "SymInt seed) -> (Tensor, Tensor, Tensor)");
 }
 
 // Importing scdepth._C loads this library and so runs the registrations above.

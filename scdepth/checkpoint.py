@@ -32,6 +32,12 @@ def check_writable(folder):
         raise CheckpointError(f"output folder {folder} is not writable: {e.strerror}") from None
 
 
+def remove_stale_temporaries(folder):
+    """Deletes temporaries that a killed save left behind (never a finished checkpoint)."""
+    for tmp in Path(folder).glob(".*.pt.*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
 def save(state, path):
     """Atomically writes `state` (a dict) to `path`."""
     path = Path(path)

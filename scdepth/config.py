@@ -73,6 +73,7 @@ class Config:
     log_every: int = 10
     val_max_frames: int = 64  # validation frames per epoch (0: all)
     max_bad_steps: int = 20  # consecutive non-finite steps before training stops
+    checkpoint_every: int = 0  # also write last.pt every N steps (0: at each epoch's end only)
     sheet_frames: int = 4  # validation frames drawn in each epoch's PNG sheet
 
     def loss_weights(self) -> dict:
@@ -132,6 +133,8 @@ class Config:
         ):
             need(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         need(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        need(self.checkpoint_every >= 0, f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
+        need(self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}")
         need(
             self.ssim_window % 2 == 1 and 3 <= self.ssim_window <= 11,
             f"ssim_window must be odd in [3, 11], got {self.ssim_window}",

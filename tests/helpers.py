@@ -1,4 +1,6 @@
-"""Input generators shared by the tests."""
+"""Input generators and oracles shared by the tests."""
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -46,3 +48,47 @@ def warp_inputs(
     pose = pose_vec2mat(vec)
     K = intrinsics(B, H, W)
     return tuple(t.to(device=device, dtype=dtype) for t in (src, depth, pose, K))
+
+
+def python_label(a, b, tau):
+    """The contract's label rule in plain Python floats (float64)."""
+    if not (math.isfinite(a) and math.isfinite(b) and a > 0 and b > 0):
+        return 0
+    if a >= (1.0 + tau) * b:
+        return 1
+    if b >= (1.0 + tau) * a:
+        return -1
+    return 0
+
+
+def chi2_sf(x, df):
+    """P(X > x) for X ~ chi-square(df): the regularised upper incomplete gamma Q(df/2, x/2),
+    by its series (x < a + 1) or continued fraction (Numerical Recipes, gser / gcf)."""
+    a, x = df / 2.0, x / 2.0
+    if x <= 0:
+        return 1.0
+    lead = math.exp(-x + a * math.log(x) - math.lgamma(a))
+    if x < a + 1:
+        term = total = 1.0 / a
+        n = a
+        while abs(term) > abs(total) * 1e-15:
+            n += 1
+            term *= x / n
+            total += term
+        return 1.0 - lead * total
+    tiny = 1e-300
+    b = x + 1 - a
+    c, d = 1 / tiny, 1 / b
+    h = d
+    for i in range(1, 10000):
+        an = -i * (i - a)
+        b += 2
+        d = an * d + b
+        d = tiny if abs(d) < tiny else d
+        c = b + an / c
+        c = tiny if abs(c) < tiny else c
+        d = 1 / d
+        h *= d * c
+        if abs(d * c - 1) < 1e-15:
+            break
+    return lead * h

@@ -10,11 +10,19 @@ from types import SimpleNamespace
 from . import reference
 from ._ext import AVAILABLE as EXTENSION_AVAILABLE
 from ._ext import with_cuda
+from .pairs import sample_dynamic_pairs
 from .warp import inverse_warp
 
-__all__ = ["inverse_warp", "reference", "get_backend", "EXTENSION_AVAILABLE", "with_cuda"]
+__all__ = [
+    "inverse_warp",
+    "sample_dynamic_pairs",
+    "reference",
+    "get_backend",
+    "EXTENSION_AVAILABLE",
+    "with_cuda",
+]
 
-_OPS = ("inverse_warp",)
+_OPS = ("inverse_warp", "sample_dynamic_pairs")
 
 
 def get_backend(name):

@@ -4,6 +4,9 @@ They mirror csrc/*/..._args.h, which guard the compiled kernels: same rules, sam
 types (TypeError for dtypes, ValueError for shapes, devices and values).
 """
 
+import math
+import operator
+
 import torch
 
 FLOATING = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -66,3 +69,56 @@ def check_intrinsics(K):
     if bool(bad.any()):
         n = int(bad.nonzero()[0, 0])
         raise ValueError(f"K[{n}] must be finite and invertible, got {K[n].tolist()}")
+
+
+MAX_PIXELS = 2**31 - 1  # csrc/ranking/pairs_args.h kMaxPixels
+
+
+def num_selected(N, ratio):
+    """k = floor(ratio * N) in float64, at most N - 1 (csrc/ranking/pairs_args.h). Works on
+    SymInts too, so that fake kernels know k from the shapes."""
+    if N == 0:
+        return 0
+    return torch.sym_min(math.floor(ratio * N), N - 1)
+
+
+def check_sample_dynamic_pairs(score, pseudo_depth, ratio, tau):
+    check_floating(score, "score")
+    check_dim(score, 4, "score", "[B, 1, H, W]")
+    if score.shape[1] != 1:
+        raise ValueError(f"score must be [B, 1, H, W], got {list(score.shape)}")
+    if score.shape[2] * score.shape[3] > MAX_PIXELS:
+        raise ValueError(f"score must have H * W < 2^31 pixels, got {list(score.shape)}")
+    check_floating(pseudo_depth, "pseudo_depth")
+    if pseudo_depth.device != score.device:
+        raise ValueError(
+            f"pseudo_depth must be on the device of score ({score.device}), "
+            f"got {pseudo_depth.device}"
+        )
+    if pseudo_depth.shape != score.shape:
+        raise ValueError(
+            f"pseudo_depth must be [B, 1, H, W] like score {list(score.shape)}, "
+            f"got {list(pseudo_depth.shape)}"
+        )
+    if not 0.0 < ratio < 1.0:
+        raise ValueError(f"ratio must be in (0, 1), got {ratio}")
+    if not (math.isfinite(tau) and tau >= 0.0):
+        raise ValueError(f"tau must be finite and >= 0, got {tau}")
+
+
+def seed_to_int64(seed):
+    """The op's seed as an int64 with the same low 64 bits: any int in [-2^63, 2^64) (e.g.
+    torch.initial_seed()), so seeds s and s - 2^64 give the same stream. Not checked while
+    torch.compile traces: reading the value would specialise the graph to it (a new compile
+    per seed); there the seed must already fit an int64."""
+    if torch.compiler.is_compiling() or isinstance(seed, torch.SymInt):
+        return seed
+    if isinstance(seed, bool):
+        raise TypeError("seed must be an int, got bool")
+    try:
+        seed = operator.index(seed)
+    except TypeError:
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}") from None
+    if not -(2**63) <= seed < 2**64:
+        raise ValueError(f"seed must be in [-2^63, 2^64), got {seed}")
+    return seed - 2**64 if seed >= 2**63 else seed

@@ -4,6 +4,8 @@ standard ops. They are the oracle of the tests and the baseline of the benchmark
 16-bit inputs are computed in float32 and the results cast back, as the kernels do.
 """
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -50,3 +52,102 @@ def inverse_warp(src, depth, pose, K):
         z.reshape(shape).to(out_dtype),
         valid.reshape(shape).to(out_dtype),
     )
+
+
+def ordinal_labels(pd_a, pd_b, tau):
+    """int8 labels of pairs with pseudo depths pd_a, pd_b (same shape), compared in float64:
+    +1 if pd_a >= (1 + tau) pd_b, -1 if pd_b >= (1 + tau) pd_a, else 0; 0 where either depth
+    is not finite or <= 0."""
+    a, b = pd_a.double(), pd_b.double()
+    one_plus_tau = 1.0 + tau
+    valid = torch.isfinite(a) & torch.isfinite(b) & (a > 0) & (b > 0)
+    one = torch.ones((), dtype=torch.int8, device=a.device)
+    label = torch.where(a >= one_plus_tau * b, one, torch.where(b >= one_plus_tau * a, -one, 0))
+    return torch.where(valid, label, 0).to(torch.int8)
+
+
+def _descending_order(s):
+    """Per row of s [B, N], the stable descending order with NaN lowest and -0 == +0."""
+    nan = torch.isnan(s)
+    s = torch.where(nan, -math.inf, s) + 0.0  # -0.0 + 0.0 = +0.0
+    order = torch.sort(s, dim=1, descending=True, stable=True).indices
+    if bool(nan.any()):
+        # NaNs tie with -inf so far: a second stable sort moves them last, keeping the order
+        # of the rest.
+        last = torch.sort(nan.gather(1, order).to(torch.uint8), dim=1, stable=True).indices
+        order = order.gather(1, last)
+    return order
+
+
+# Philox4x32-10 (Salmon et al., SC'11), the counter-based generator of at::Philox4_32, in
+# int64 tensor arithmetic: 32-bit words, products split so that nothing overflows.
+_MASK32 = 0xFFFFFFFF
+_PHILOX_M = (0xD2511F53, 0xCD9E8D57)
+_PHILOX_W = (0x9E3779B9, 0xBB67AE85)
+
+
+def _mul_hi_lo(a, m):
+    """(high, low) 32-bit halves of a * m for 32-bit a (tensor) and m (int)."""
+    t = (a & 0xFFFF) * m  # < 2^48
+    u = (a >> 16) * m  # < 2^48
+    s = ((u & 0xFFFF) << 16) + t  # < 2^49
+    return (u >> 16) + (s >> 32), s & _MASK32
+
+
+def philox4x32_10(counter, key):
+    """Four 32-bit words per element from counters (c0, c1, c2, c3) and a key (k0, k1),
+    all int64 tensors (or ints) holding 32-bit values."""
+    c0, c1, c2, c3 = counter
+    k0, k1 = key
+    for r in range(10):
+        if r:
+            k0, k1 = (k0 + _PHILOX_W[0]) & _MASK32, (k1 + _PHILOX_W[1]) & _MASK32
+        hi0, lo0 = _mul_hi_lo(c0, _PHILOX_M[0])
+        hi1, lo1 = _mul_hi_lo(c2, _PHILOX_M[1])
+        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
+    return c0, c1, c2, c3
+
+
+def philox_uniform_index(seed, subsequence, n):
+    """Per element of `subsequence` (int64 tensor), an index uniform in [0, n): the first
+    32-bit word w of Philox(key=seed, counter=(block, 0, subsequence)) with
+    w < 2^32 - 2^32 mod n, taken mod n (words of blocks 0, 1, ... in order). The op's
+    partner stream (csrc/ranking/pairs.h)."""
+    limit = 2**32 - 2**32 % n
+    seed %= 2**64
+    key = (seed & _MASK32, seed >> 32)
+    sub = (subsequence & _MASK32, subsequence >> 32)
+    out = torch.full_like(subsequence, -1)
+    todo = torch.arange(subsequence.numel(), device=subsequence.device)
+    block = 0
+    while todo.numel():
+        zero = torch.zeros_like(todo)
+        words = philox4x32_10((zero + block, zero, sub[0][todo], sub[1][todo]), key)
+        for w in words:  # the first acceptable word of the block, in order
+            take = (out[todo] < 0) & (w < limit)
+            out[todo[take]] = w[take] % n
+        todo = todo[out[todo] < 0]
+        block += 1
+    return out
+
+
+def sample_dynamic_pairs(score, pseudo_depth, *, ratio=0.2, tau=0.15, seed):
+    """Reference of scdepth.ops.sample_dynamic_pairs (see there for the contract): a full
+    stable sort per image, and partners from the same Philox stream as the op, so all three
+    outputs are identical to the op's."""
+    _checks.check_sample_dynamic_pairs(score, pseudo_depth, ratio, tau)
+    seed = _checks.seed_to_int64(seed)
+    B, N = score.shape[0], score.shape[2] * score.shape[3]
+    k = _checks.num_selected(N, ratio)
+    order = _descending_order(score.detach().reshape(B, N))
+    idx_a = order[:, :k].sort(dim=1).values
+    if k > 0:
+        static = order[:, k:].sort(dim=1).values  # S_b in index order
+        sub = torch.arange(B * k, dtype=torch.int64, device=score.device)
+        j = philox_uniform_index(seed, sub, N - k).view(B, k)
+        idx_b = static.gather(1, j)
+    else:
+        idx_b = idx_a.clone()
+    pd = pseudo_depth.detach().reshape(B, N)
+    label = ordinal_labels(pd.gather(1, idx_a), pd.gather(1, idx_b), tau)
+    return idx_a, idx_b, label
