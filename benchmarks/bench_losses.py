@@ -82,6 +82,32 @@ def make_config(method, ssim_window=SSIM_WINDOW):
     return config.load(overrides=[f"method={METHODS[method]}", f"ssim_window={ssim_window}"])
 
 
+def _drr_standin(ops, depth, pseudo_depth, score, cfg, *, seed):
+    """Dynamic region refinement composed from the merged pieces, for checkouts whose
+    losses.py does not have dynamic_region_refinement yet: ranking pairs from the dynamic
+    regions (sample_dynamic_pairs) and over the whole image (global_random_pairs)."""
+    ia, ib, label = ops.sample_dynamic_pairs(
+        score, pseudo_depth, ratio=cfg.drr_ratio, tau=cfg.rank_tau, seed=seed
+    )
+    g = torch.Generator().manual_seed(seed)
+    ga, gb, gl = losses.global_random_pairs(
+        pseudo_depth, ratio=cfg.drr_global_ratio, tau=cfg.rank_tau, generator=g
+    )
+    return losses.depth_ranking_loss(
+        depth, torch.cat([ia, ga], 1), torch.cat([ib, gb], 1), torch.cat([label, gl], 1)
+    )
+
+
+def dynamic_region_refinement():
+    """(fn, source): losses.dynamic_region_refinement, else the stand-in when its pieces are
+    merged, else (None, reason)."""
+    if hasattr(losses, "dynamic_region_refinement"):
+        return losses.dynamic_region_refinement, "scdepth.losses.dynamic_region_refinement"
+    if hasattr(losses, "depth_ranking_loss") and hasattr(losses, "global_random_pairs"):
+        return _drr_standin, "benchmarks stand-in (depth_ranking_loss + pairs)"
+    return None, "missing"
+
+
 def missing_terms(ops, cfg):
     """Terms of cfg's method that this checkout cannot compute yet (ops or losses not
     merged): they are left out of `ours` and reported."""
@@ -89,9 +115,8 @@ def missing_terms(ops, cfg):
     missing = []
     if not hasattr(ops, "photometric_error"):
         missing += ["photo", "geometry"]
-    if w["mask_rank"] and not (
-        hasattr(losses, "dynamic_region_refinement") and hasattr(ops, "sample_dynamic_pairs")
-    ):
+    drr, _ = dynamic_region_refinement()
+    if w["mask_rank"] and not (drr and hasattr(ops, "sample_dynamic_pairs")):
         missing.append("mask_rank")
     return missing
 
@@ -121,7 +146,7 @@ def ours(ops, cfg, b, *, step=0):
     if w["mask_rank"] and "mask_rank" not in skip:
         if score is None:
             score = torch.zeros_like(b["tgt_depth"]).detach()
-        terms["mask_rank"] = losses.dynamic_region_refinement(
+        terms["mask_rank"] = dynamic_region_refinement()[0](
             ops, b["tgt_depth"], b["pseudo_depth"], score, cfg, seed=step
         )
     if w["normal_rank"]:
@@ -248,9 +273,8 @@ def term_fns(variant, method, b, cfg):
 
     fns["normals+matching"] = normals
     if "mask_rank" not in skip:
-        fns["mask_rank"] = lambda: losses.dynamic_region_refinement(
-            ops, b["tgt_depth"], pseudo, score, cfg, seed=0
-        ).backward()
+        drr = dynamic_region_refinement()[0]
+        fns["mask_rank"] = lambda: drr(ops, b["tgt_depth"], pseudo, score, cfg, seed=0).backward()
     normal = normal0.clone().requires_grad_()
     g = torch.Generator()
     fns["normal_rank"] = lambda: losses.normal_ranking_loss(
@@ -279,6 +303,7 @@ def run(method, name, shape, device, *, warmup=1, repeat=5, peak_repeat=2, profi
         "num_refs": NUM_REFS,
         "ssim_window": SSIM_WINDOW,
         "missing_terms": {v: missing_terms(get_backend(v), cfg) for v in ("ext", "reference")},
+        "dynamic_region_refinement": dynamic_region_refinement()[1],
     }
     fns = {v: step_fn(v, method, b, cfg) for v in VARIANTS}
     times = interleaved_timings(fns, device, warmup=warmup, repeat=repeat)

@@ -250,7 +250,12 @@ def losses_section(results):
             "frames, both warp directions, forward+backward; SSIM window 7 for all three "
             "(the public code's). *public*: `benchmarks/public_baseline.py`, a re-implementation "
             "of the public code's computation pattern. Run in turns, median of "
-            f"{len(rows[0]['public']['times_s'])}.",
+            f"{len(rows[0]['public']['times_s'])}; ratios are medians of per-round ratios."
+            + (
+                f" Dynamic region refinement: {rows[-1]['dynamic_region_refinement']}."
+                if rows[-1].get("dynamic_region_refinement")
+                else ""
+            ),
             "",
         ]
         table = []
