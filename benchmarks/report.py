@@ -533,12 +533,12 @@ def diagnosis_section(results):
                 continue
             if row["speedup"] >= need[0] and row["memory_ratio"] <= need[1]:
                 continue
-            t_ref, t_net = row["reference"]["step_s"], row.get("networks_s")
-            limit = row.get("speedup_bound") or (t_ref / t_net if t_net else None)
+            t_ref, t_net = row["reference"].get("step_s"), row.get("networks_s")
+            limit = row.get("speedup_bound") or (t_ref / t_net if t_net and t_ref else None)
             bound = (
                 f"; the networks alone take {t_net:.2f} s (median) against the reference"
                 f" step's {t_ref:.2f} s, so even free losses would give at most {limit:.2f}×"
-                if t_net and limit
+                if t_net and t_ref and limit
                 else ""
             )
             items.append(

@@ -132,8 +132,10 @@ def test_report_judges_targets_and_lists_unmeasured_gpu():
              op_row("photometric_error", 9.0, size="NYU B8 256x320")],
         step=[{"method": "v3", "size": "KITTI B4 256x832", "amp": "none", "speedup": 1.3,
                "memory_ratio": 1.1, "missing_terms": [],
-               "ext": {"it_per_s": 1, "peak_bytes": 1, "loss_share": 0.5},
-               "reference": {"it_per_s": 1, "peak_bytes": 1, "loss_share": 0.5}}],
+               "networks_s": 0.8, "speedup_bound": 1.25,
+               "ext": {"it_per_s": 1, "peak_bytes": 1, "loss_share": 0.2, "step_s": 1.0},
+               "reference": {"it_per_s": 1, "peak_bytes": 1, "loss_share": 0.3,
+                             "step_s": 1.3}}],
     )  # fmt: skip
     s = statuses([cpu])
     assert s[("inverse_warp", "cpu")] == "**met**"
@@ -144,6 +146,7 @@ def test_report_judges_targets_and_lists_unmeasured_gpu():
         assert s[(op, "cuda")] == "unmeasured"
     text = report.render([cpu])
     assert "GPU: not measured yet" in text and "**MISSED**" in text
+    assert "even free losses would give at most 1.25×" in text  # the diagnosis of the miss
 
 
 def test_report_judges_gpu_bandwidth_and_quick_runs():
