@@ -440,7 +440,8 @@ def scaling_section(results):
             "",
             f"## Scaling with resolution ({kind(r).upper()}, fp32, forward+backward)",
             "",
-            "Times in ms at 0.25×, 1× and 4× the pixels of the base size; *exponent* k in "
+            "Times in ms at 0.25×, 1× and 4× the pixels of the base size (fastest of the "
+            "repeats: the op's own cost, least disturbed by other processes); *exponent* k in "
             "t ∝ pixels^k between the smallest and the largest (1 = linear).",
             "",
         ]
