@@ -43,6 +43,11 @@ def load(path):
     return result
 
 
+def where(result):
+    """The machine column of the tables: the device kind, and the run's label if any."""
+    return kind(result) + (f" ({result['label']})" if result.get("label") else "")
+
+
 def kind(result):
     return result.get("machine", {}).get("kind") or (
         "cuda" if "cuda" in result["device"] else "cpu"
@@ -104,7 +109,7 @@ def check_targets(results):
             rows.append(
                 (
                     label,
-                    k,
+                    where(r),
                     _x(row["speedup_fwd_bwd"]),
                     status(row["speedup_fwd_bwd"] >= minimum, r.get("quick")),
                 )
@@ -127,7 +132,7 @@ def check_targets(results):
             rows.append(
                 (
                     label,
-                    k,
+                    where(r),
                     f"{_x(row['speedup'])}, memory {_x(row['memory_ratio'])}",
                     status(
                         row["speedup"] >= minimum and row["memory_ratio"] <= mem,
@@ -145,7 +150,7 @@ def check_targets(results):
                 (
                     f"loss stack {row['method'].upper()}: ours ≤ {LOSS_STACK_RATIO:g}"
                     " of the public code's time",
-                    kind(r),
+                    where(r),
                     f"{ratio:.3f} ({_s(row['ext']['fwd_bwd_s'])} s"
                     f" vs {_s(row['public']['fwd_bwd_s'])} s)",
                     status(ratio <= LOSS_STACK_RATIO, r.get("quick"), inc),
@@ -157,7 +162,7 @@ def check_targets(results):
                 rows.append(
                     (
                         f"loss stack V3 ≤ {LOSS_STACK_V3_CPU_S} s on the 2-core CPU",
-                        f"cpu ({cores} cores)",
+                        f"{where(r)}, {cores} cores",
                         f"{t:.3f} s",
                         status(t <= LOSS_STACK_V3_CPU_S, r.get("quick"), inc),
                     )
@@ -211,8 +216,9 @@ def machines_section(results):
     for r in results:
         m = r["machine"]
         load = f"load average {m.get('load_average')} before, {r.get('load_after')} after"
+        title = kind(r).upper() + " run" + (f", {r['label']}" if r.get("label") else "")
         lines.append(
-            f"- **{kind(r).upper()} run** (`{os.path.basename(r['_path'])}`): {describe(m)}; "
+            f"- **{title}** (`{os.path.basename(r['_path'])}`): {describe(m)}; "
             f"{r.get('started', '?')}; {load}; `{r.get('command', '')}`"
             + (" — **quick run: tiny sizes, figures not meaningful**" if r.get("quick") else "")
         )

@@ -337,6 +337,7 @@ def parse(argv):
         help="tiny sizes, 1 warm-up, 2 repeats (checks the machinery)",
     )
     p.add_argument("--json", default=None, help="write the results here")
+    p.add_argument("--label", default=None, help="a name for this run in RESULTS.md")
     p.add_argument(
         "--md", default=None, help="render RESULTS.md here from the results (and --md-with)"
     )
@@ -382,6 +383,7 @@ def main(argv=None):
         "command": "python -m benchmarks.run " + " ".join(sys.argv[1:] if argv is None else argv),
         "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "parts": a.parts,
+        "label": a.label,
         "skipped": [],
         "errors": {},
     }
