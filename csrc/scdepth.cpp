@@ -11,7 +11,13 @@ TORCH_LIBRARY(scdepth, m) {
   m.def("inverse_warp_backward(Tensor grad_warped, Tensor grad_computed_depth, Tensor src, "
         "Tensor depth, Tensor pose, Tensor K, bool need_src_grad) -> (Tensor, Tensor, Tensor)");
 
-  // Photometric error (csrc/photometric): schemas added with the op.
+  // Photometric error (csrc/photometric): tgt, warped [B,C,H,W], weight [B,1,H,W] or None,
+  // alpha in [0, 1], window odd in [3, 11] -> (photo [B,1,H,W], l1 [B,1,H,W]).
+  m.def("photometric_error(Tensor tgt, Tensor warped, Tensor? weight, float alpha, int window) "
+        "-> (Tensor, Tensor)");
+  // -> (grad_tgt, grad_warped, grad_weight, or an empty tensor when weight is None).
+  m.def("photometric_error_backward(Tensor grad_photo, Tensor grad_l1, Tensor tgt, "
+        "Tensor warped, Tensor? weight, float alpha, int window) -> (Tensor, Tensor, Tensor)");
 
   // Dynamic pair sampling (csrc/ranking): score [B,1,H,W], pseudo_depth [B,1,H,W] ->
   //   (idx_a [B,k] int64, idx_b [B,k] int64, label [B,k] int8), k = floor(ratio*H*W).

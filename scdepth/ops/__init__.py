@@ -11,10 +11,12 @@ from . import reference
 from ._ext import AVAILABLE as EXTENSION_AVAILABLE
 from ._ext import with_cuda
 from .pairs import sample_dynamic_pairs
+from .photometric import photometric_error
 from .warp import inverse_warp
 
 __all__ = [
     "inverse_warp",
+    "photometric_error",
     "sample_dynamic_pairs",
     "reference",
     "get_backend",
@@ -22,7 +24,7 @@ __all__ = [
     "with_cuda",
 ]
 
-_OPS = ("inverse_warp", "sample_dynamic_pairs")
+_OPS = ("inverse_warp", "photometric_error", "sample_dynamic_pairs")
 
 
 def get_backend(name):

@@ -122,3 +122,55 @@ def seed_to_int64(seed):
     if not -(2**63) <= seed < 2**64:
         raise ValueError(f"seed must be in [-2^63, 2^64), got {seed}")
     return seed - 2**64 if seed >= 2**63 else seed
+
+
+MIN_WINDOW, MAX_WINDOW = 3, 11  # csrc/photometric/photometric.h kMinWindow, kMaxWindow
+
+
+def check_window_alpha(alpha, window):
+    if isinstance(window, bool) or not isinstance(window, int):
+        raise TypeError(f"window must be an int, got {type(window).__name__}")
+    if window % 2 != 1 or not MIN_WINDOW <= window <= MAX_WINDOW:
+        raise ValueError(f"window must be odd and in [{MIN_WINDOW}, {MAX_WINDOW}], got {window}")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
+        raise TypeError(f"alpha must be a float, got {type(alpha).__name__}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+
+
+def _check_map(t, name, tgt):
+    check_floating(t, name)
+    check_like(t, name, tgt, "tgt")
+    B, _, H, W = tgt.shape
+    if tuple(t.shape) != (B, 1, H, W):
+        raise ValueError(
+            f"{name} must be [B, 1, H, W] like tgt {list(tgt.shape)}, got {list(t.shape)}"
+        )
+
+
+def check_photometric(tgt, warped, weight, alpha, window):
+    check_floating(tgt, "tgt")
+    check_dim(tgt, 4, "tgt", "[B, C, H, W]")
+    if tgt.shape[1] < 1:
+        raise ValueError(f"tgt must have at least one channel, got {list(tgt.shape)}")
+    check_floating(warped, "warped")
+    check_like(warped, "warped", tgt, "tgt")
+    if warped.shape != tgt.shape:
+        raise ValueError(
+            f"warped must be shaped like tgt {list(tgt.shape)}, got {list(warped.shape)}"
+        )
+    if weight is not None:
+        _check_map(weight, "weight", tgt)
+    check_window_alpha(alpha, window)
+    p = window // 2
+    if tgt.shape[2] <= p or tgt.shape[3] <= p:
+        raise ValueError(
+            f"tgt height and width must be > window // 2 = {p} for the reflection padding, "
+            f"got {list(tgt.shape)}"
+        )
+
+
+def check_photometric_backward(grad_photo, grad_l1, tgt, warped, weight, alpha, window):
+    check_photometric(tgt, warped, weight, alpha, window)
+    _check_map(grad_photo, "grad_photo", tgt)
+    _check_map(grad_l1, "grad_l1", tgt)

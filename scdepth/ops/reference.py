@@ -151,3 +151,35 @@ def sample_dynamic_pairs(score, pseudo_depth, *, ratio=0.2, tau=0.15, seed):
     pd = pseudo_depth.detach().reshape(B, N)
     label = ordinal_labels(pd.gather(1, idx_a), pd.gather(1, idx_b), tau)
     return idx_a, idx_b, label
+
+
+SSIM_C1 = 0.01**2  # csrc/photometric/photometric.h kC1: (K1 L)^2, K1 = 0.01, L = 1
+SSIM_C2 = 0.03**2  # kC2: (K2 L)^2, K2 = 0.03
+
+
+def photometric_error(tgt, warped, weight=None, *, alpha=0.85, window=3):
+    """Reference of scdepth.ops.photometric_error (see there for the contract)."""
+    _checks.check_photometric(tgt, warped, weight, alpha, window)
+    out_dtype = tgt.dtype
+    ct = _compute_dtype(out_dtype)
+    x, y = tgt.to(ct), warped.to(ct)
+    p = window // 2
+    xp = F.pad(x, (p, p, p, p), mode="reflect")
+    yp = F.pad(y, (p, p, p, p), mode="reflect")
+
+    def pool(t):
+        return F.avg_pool2d(t, window, stride=1)
+
+    mu_x, mu_y = pool(xp), pool(yp)
+    sigma_x = pool(xp * xp) - mu_x**2
+    sigma_y = pool(yp * yp) - mu_y**2
+    sigma_xy = pool(xp * yp) - mu_x * mu_y
+    ssim_n = (2 * mu_x * mu_y + SSIM_C1) * (2 * sigma_xy + SSIM_C2)
+    ssim_d = (mu_x**2 + mu_y**2 + SSIM_C1) * (sigma_x + sigma_y + SSIM_C2)
+    ssim = ssim_n / ssim_d
+    diff = (x - y).abs()
+    photo = (1 - alpha) * diff.clamp(0, 1) + alpha * ((1 - ssim) / 2).clamp(0, 1)
+    photo = photo.mean(1, keepdim=True)
+    if weight is not None:
+        photo = photo * weight.to(ct)
+    return photo.to(out_dtype), diff.mean(1, keepdim=True).to(out_dtype)
