@@ -110,7 +110,7 @@ def check_targets(results):
                 (
                     label,
                     where(r),
-                    _x(row["speedup_fwd_bwd"]),
+                    f"{_x(row['speedup_fwd_bwd'])} ({row['size']})",
                     status(row["speedup_fwd_bwd"] >= minimum, r.get("quick")),
                 )
             )
