@@ -71,7 +71,7 @@ def test_run_quick_writes_json_and_results_md(tmp_path):
     (row,) = result["ops"]
     assert row["op"] == "inverse_warp" and row["dtype"] == "float32"
     for backend in ("ext", "reference"):
-        assert set(row[backend]) == {"forward_s", "backward_s", "fwd_bwd_s", "peak_bytes"}
+        assert {"forward_s", "backward_s", "fwd_bwd_s", "peak_bytes"} <= set(row[backend])
     (scaling,) = result["scaling"]
     assert [p["factor"] for p in scaling["points"]] == [0.25, 1.0, 4.0]
     assert [p["pixels"] for p in scaling["points"]] == [2 * 32 * 48, 2 * 64 * 96, 2 * 128 * 192]
