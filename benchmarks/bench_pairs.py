@@ -3,9 +3,7 @@ depth) at the dataset sizes. Forward only: the op has no backward."""
 
 import torch
 
-from benchmarks.common import Case
-
-SIZES = {"KITTI": (4, 256, 832), "DDAD": (4, 384, 640), "NYU": (8, 256, 320)}
+from benchmarks.common import SIZES, Case
 
 
 def inputs(B, H, W, device, dtype):
@@ -40,14 +38,17 @@ def bytes_moved(B, H, W):
     return count
 
 
+def case_at(name, B, H, W):
+    """The benchmark at one size (run.py also calls it for the scaling and quick runs)."""
+    return Case(
+        "sample_dynamic_pairs",
+        f"{name} B{B} {H}x{W}",
+        make(B, H, W),
+        B * H * W,
+        bytes_moved(B, H, W),
+        shape=(B, H, W),
+    )
+
+
 def cases():
-    return [
-        Case(
-            "sample_dynamic_pairs",
-            f"{name} B{B} {H}x{W}",
-            make(B, H, W),
-            B * H * W,
-            bytes_moved(B, H, W),
-        )
-        for name, (B, H, W) in SIZES.items()
-    ]
+    return [case_at(name, *shape) for name, shape in SIZES.items()]

@@ -3,9 +3,8 @@ the dataset sizes, SSIM window 3 (SC-Depth paper) and 7 (public SC-Depth code)."
 
 import torch
 
-from benchmarks.common import Case
+from benchmarks.common import SIZES, Case
 
-SIZES = {"KITTI": (4, 256, 832), "DDAD": (4, 384, 640), "NYU": (8, 256, 320)}
 WINDOWS = (3, 7)
 C = 3
 
@@ -50,7 +49,9 @@ def bytes_moved(B, H, W):
     return count
 
 
-def cases():
+def case_at(name, B, H, W):
+    """The benchmarks at one size, one per SSIM window (run.py also calls it for the scaling
+    and quick runs)."""
     return [
         Case(
             "photometric_error",
@@ -59,7 +60,11 @@ def cases():
             B * H * W,
             bytes_moved(B, H, W),
             meta={"window": k},
+            shape=(B, H, W),
         )
-        for name, (B, H, W) in SIZES.items()
         for k in WINDOWS
     ]
+
+
+def cases():
+    return [c for name, shape in SIZES.items() for c in case_at(name, *shape)]

@@ -2,10 +2,9 @@
 
 import torch
 
-from benchmarks.common import Case
+from benchmarks.common import SIZES, Case
 from scdepth.geometry import pose_vec2mat
 
-SIZES = {"KITTI": (4, 256, 832), "DDAD": (4, 384, 640), "NYU": (8, 256, 320)}
 C = 4
 
 
@@ -54,14 +53,17 @@ def bytes_moved(B, H, W):
     return count
 
 
+def case_at(name, B, H, W):
+    """The benchmark at one size (run.py also calls it for the scaling and quick runs)."""
+    return Case(
+        "inverse_warp",
+        f"{name} B{B} C{C} {H}x{W}",
+        make(B, H, W),
+        B * H * W,
+        bytes_moved(B, H, W),
+        shape=(B, H, W),
+    )
+
+
 def cases():
-    return [
-        Case(
-            "inverse_warp",
-            f"{name} B{B} C{C} {H}x{W}",
-            make(B, H, W),
-            B * H * W,
-            bytes_moved(B, H, W),
-        )
-        for name, (B, H, W) in SIZES.items()
-    ]
+    return [case_at(name, *shape) for name, shape in SIZES.items()]
