@@ -103,3 +103,29 @@ def test_normal_matching_loss():
     m[0, :, 0, 0] = torch.tensor([1.0, 0.0, 0.0])
     assert losses.normal_matching_loss(n, n) == 0
     assert losses.normal_matching_loss(n, m).item() == pytest.approx(2 / 12)
+
+
+def test_per_pixel_minimum_is_argmin_over_valid_candidates():
+    g = torch.Generator().manual_seed(0)
+    n, shape = 4, (2, 1, 6, 7)
+    l1s = [torch.randint(0, 3, shape, generator=g).double() for _ in range(n)]  # many ties
+    valids = [(torch.rand(shape, generator=g) > 0.3).double() for _ in range(n)]
+    for v in valids:
+        v[0, 0, 0] = 0  # a row of pixels with no valid candidate
+    l1s[2][1, 0, 2, 3] = float("nan")  # a NaN error is chosen, as argmin does
+    valids[2][1, 0, 2, 3] = 1
+    photos = [
+        torch.rand(shape, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(n)
+    ]
+    d_diffs = [torch.rand(shape, generator=g, dtype=torch.float64) for _ in range(n)]
+    got = losses.per_pixel_minimum(l1s, photos, d_diffs, valids)
+
+    l1, valid = torch.cat(l1s, 1), torch.cat(valids, 1)
+    idx = torch.where(valid > 0, l1, torch.full_like(l1, float("inf"))).argmin(1, keepdim=True)
+    want = [torch.cat(t, 1).gather(1, idx) for t in (photos, d_diffs, valids)]
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    grads = torch.autograd.grad(got[0].sum(), photos)
+    want_grads = torch.autograd.grad(want[0].sum(), photos)
+    for a, b in zip(grads, want_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
