@@ -194,7 +194,7 @@ def format_table(results: dict) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="scdepth-eval", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="scdepth-eval", description=__doc__.split("\n\n")[0])
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--pred-dir", help="folder of <image stem>.npy depth predictions")
     src.add_argument("--checkpoint", help="a checkpoint scdepth.infer can load")
