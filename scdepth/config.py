@@ -38,7 +38,7 @@ class Config:
     dataset: str = "synthetic"
     data_root: str = "data/synthetic-indoor"
     synth_preset: str = "indoor"  # generated into data_root when it is missing (synthetic only)
-    image_size: tuple = (128, 160)  # (H, W), multiples of 32
+    image_size: tuple = (96, 128)  # (H, W), multiples of 32
     sequence_length: int = 3
     skip_frames: int = 1
     # model
@@ -49,8 +49,8 @@ class Config:
     # optimisation
     lr: float = 1e-4
     batch_size: int = 4
-    epochs: int = 8
-    epoch_size: int = 150  # random batches per epoch
+    epochs: int = 4
+    epoch_size: int = 60  # random batches per epoch
     seed: int = 0
     amp: str = "none"  # none | bf16 | fp16 (networks only; the losses run in float32)
     # losses (SC-Depth names); None = the method's default weights
