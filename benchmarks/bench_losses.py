@@ -18,6 +18,7 @@ from benchmarks import public_baseline
 from benchmarks.common import interleaved_timings, paired_ratio, peak_bytes, top_ops
 from scdepth import config, losses
 from scdepth.geometry import depth_to_normals, pose_vec2mat
+from scdepth.step import loss_terms
 
 METHODS = {"v1": "sc_depth_v1", "v3": "sc_depth_v3"}
 NUM_REFS = 2
@@ -82,80 +83,18 @@ def make_config(method, ssim_window=SSIM_WINDOW):
     return config.load(overrides=[f"method={METHODS[method]}", f"ssim_window={ssim_window}"])
 
 
-def _drr_standin(ops, depth, pseudo_depth, score, cfg, *, seed):
-    """Dynamic region refinement composed from the merged pieces, for checkouts whose
-    losses.py does not have dynamic_region_refinement yet: ranking pairs from the dynamic
-    regions (sample_dynamic_pairs) and over the whole image (global_random_pairs)."""
-    ia, ib, label = ops.sample_dynamic_pairs(
-        score, pseudo_depth, ratio=cfg.drr_ratio, tau=cfg.rank_tau, seed=seed
-    )
-    g = torch.Generator().manual_seed(seed)
-    ga, gb, gl = losses.global_random_pairs(
-        pseudo_depth, ratio=cfg.drr_global_ratio, tau=cfg.rank_tau, generator=g
-    )
-    return losses.depth_ranking_loss(
-        depth, torch.cat([ia, ga], 1), torch.cat([ib, gb], 1), torch.cat([label, gl], 1)
-    )
-
-
-def dynamic_region_refinement():
-    """(fn, source): losses.dynamic_region_refinement, else the stand-in when its pieces are
-    merged, else (None, reason)."""
-    if hasattr(losses, "dynamic_region_refinement"):
-        return losses.dynamic_region_refinement, "scdepth.losses.dynamic_region_refinement"
-    if hasattr(losses, "depth_ranking_loss") and hasattr(losses, "global_random_pairs"):
-        return _drr_standin, "benchmarks stand-in (depth_ranking_loss + pairs)"
-    return None, "missing"
-
-
-def missing_terms(ops, cfg):
-    """Terms of cfg's method that this checkout cannot compute yet (ops or losses not
-    merged): they are left out of `ours` and reported."""
-    w = cfg.loss_weights()
-    missing = []
-    if not hasattr(ops, "photometric_error"):
-        missing += ["photo", "geometry"]
-    drr, _ = dynamic_region_refinement()
-    if w["mask_rank"] and not (drr and hasattr(ops, "sample_dynamic_pairs")):
-        missing.append("mask_rank")
-    return missing
-
-
 def ours(ops, cfg, b, *, step=0):
-    """(total, terms) of our losses for cfg.method on batch b (networks excluded): the loss
-    part of the trainer's step."""
-    w = cfg.loss_weights()
-    skip = set(missing_terms(ops, cfg))
-    tgt, K = b["tgt"], b["K"]
-    poses = [pose_vec2mat(p) for p in b["poses"]]
-    poses_inv = [pose_vec2mat(p) for p in b["poses_inv"]]
-    terms = {}
-    score = None
-    if "photo" not in skip:
-        terms["photo"], terms["geometry"], score = losses.photo_and_geometry_loss(
-            ops, tgt, b["refs"], b["tgt_depth"], b["ref_depths"], poses, poses_inv, K, cfg
-        )
-    if w["smooth"]:
-        terms["smooth"] = losses.edge_aware_smoothness(b["tgt_depth"], tgt)
-    if w["normal_matching"] or w["normal_rank"]:
-        normal = depth_to_normals(b["tgt_depth"], K)
-        with torch.no_grad():
-            pseudo_normal = depth_to_normals(b["pseudo_depth"], K)
-    if w["normal_matching"]:
-        terms["normal_matching"] = losses.normal_matching_loss(normal, pseudo_normal)
-    if w["mask_rank"] and "mask_rank" not in skip:
-        if score is None:
-            score = torch.zeros_like(b["tgt_depth"]).detach()
-        terms["mask_rank"] = dynamic_region_refinement()[0](
-            ops, b["tgt_depth"], b["pseudo_depth"], score, cfg, seed=step
-        )
-    if w["normal_rank"]:
-        g = torch.Generator().manual_seed(step)
-        terms["normal_rank"] = losses.normal_ranking_loss(
-            tgt, b["pseudo_depth"], normal, pseudo_normal, generator=g
-        )
-    total = sum(w[k] * v for k, v in terms.items())
-    return total, terms
+    """(total, terms) of our losses for cfg.method on batch b (networks excluded): exactly
+    the loss part of the trainer's step (scdepth.step.loss_terms)."""
+    batch = {
+        "tgt": b["tgt"],
+        "refs": torch.stack(b["refs"], 1),
+        "K": b["K"],
+        "pseudo_depth": b["pseudo_depth"],
+    }
+    return loss_terms(
+        ops, cfg, batch, b["tgt_depth"], b["ref_depths"], b["poses"], b["poses_inv"], step
+    )
 
 
 def public(method, b):
@@ -239,25 +178,22 @@ def term_fns(variant, method, b, cfg):
         return fns
 
     ops = get_backend(variant)
-    skip = set(missing_terms(ops, cfg))
     poses = [pose_vec2mat(p) for p in b["poses"]]
     poses_inv = [pose_vec2mat(p) for p in b["poses_inv"]]
-    score = torch.zeros_like(pseudo)
-    if "photo" not in skip:
 
-        def photo_geometry():
-            p = [pose_vec2mat(v) for v in b["poses"]]
-            pi = [pose_vec2mat(v) for v in b["poses_inv"]]
-            out = losses.photo_and_geometry_loss(
-                ops, tgt, b["refs"], b["tgt_depth"], b["ref_depths"], p, pi, K, cfg
-            )
-            (out[0] + 0.1 * out[1]).backward()
+    def photo_geometry():
+        p = [pose_vec2mat(v) for v in b["poses"]]
+        pi = [pose_vec2mat(v) for v in b["poses_inv"]]
+        out = losses.photo_and_geometry_loss(
+            ops, tgt, b["refs"], b["tgt_depth"], b["ref_depths"], p, pi, K, cfg
+        )
+        (out[0] + 0.1 * out[1]).backward()
 
-        fns["photo+geometry"] = photo_geometry
-        with torch.no_grad():
-            score = losses.photo_and_geometry_loss(
-                ops, tgt, b["refs"], b["tgt_depth"], b["ref_depths"], poses, poses_inv, K, cfg
-            )[2]
+    fns["photo+geometry"] = photo_geometry
+    with torch.no_grad():
+        score = losses.photo_and_geometry_loss(
+            ops, tgt, b["refs"], b["tgt_depth"], b["ref_depths"], poses, poses_inv, K, cfg
+        )[2]
     if method == "v1":
         fns["smooth"] = lambda: losses.edge_aware_smoothness(b["tgt_depth"], tgt).backward()
         return fns
@@ -272,9 +208,9 @@ def term_fns(variant, method, b, cfg):
         losses.normal_matching_loss(n, pn).backward()
 
     fns["normals+matching"] = normals
-    if "mask_rank" not in skip:
-        drr = dynamic_region_refinement()[0]
-        fns["mask_rank"] = lambda: drr(ops, b["tgt_depth"], pseudo, score, cfg, seed=0).backward()
+    fns["mask_rank"] = lambda: losses.dynamic_region_refinement(
+        ops, b["tgt_depth"], pseudo, score, cfg, seed=0
+    ).backward()
     normal = normal0.clone().requires_grad_()
     g = torch.Generator()
     fns["normal_rank"] = lambda: losses.normal_ranking_loss(
@@ -293,7 +229,6 @@ def run(method, name, shape, device, *, warmup=1, repeat=5, peak_repeat=2, profi
     B, H, W = shape
     cfg = make_config(method)
     b = to_device(synthetic_batch(B, H, W), device)
-    from scdepth.ops import get_backend
 
     row = {
         "method": method,
@@ -302,8 +237,6 @@ def run(method, name, shape, device, *, warmup=1, repeat=5, peak_repeat=2, profi
         "device": str(device),
         "num_refs": NUM_REFS,
         "ssim_window": SSIM_WINDOW,
-        "missing_terms": {v: missing_terms(get_backend(v), cfg) for v in ("ext", "reference")},
-        "dynamic_region_refinement": dynamic_region_refinement()[1],
     }
     fns = {v: step_fn(v, method, b, cfg) for v in VARIANTS}
     times = interleaved_timings(fns, device, warmup=warmup, repeat=repeat)

@@ -7,13 +7,13 @@ optimiser step with a trivial loss in place of the loss stack; share = 1 - t_net
 The variants run in turns, so that the machine's load hits them alike.
 """
 
-import os
 import statistics
 
 import torch
 
 from benchmarks import bench_losses
 from benchmarks.common import interleaved_timings, paired_ratio, peak_bytes
+from scdepth.step import compute_losses, predict
 
 
 def batch_for(B, H, W, device, num_refs=bench_losses.NUM_REFS, seed=0):
@@ -25,51 +25,6 @@ def batch_for(B, H, W, device, num_refs=bench_losses.NUM_REFS, seed=0):
         "K": b["K"].to(device),
         "pseudo_depth": b["pseudo_depth"].to(device),
     }
-
-
-def _networks(depth_net, pose_net, batch, amp_dtype):
-    """Depths of every frame and the pose vectors of both directions per reference, one
-    forward pass per network (as the trainer does)."""
-    tgt, refs = batch["tgt"], batch["refs"]
-    B, N = refs.shape[:2]
-    with torch.autocast(tgt.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-        depths = depth_net(torch.cat([tgt, *refs.unbind(1)])).float().split(B)
-        ref_list = torch.cat(list(refs.unbind(1)))
-        src = torch.cat([tgt.repeat(N, 1, 1, 1), ref_list])
-        dst = torch.cat([ref_list, tgt.repeat(N, 1, 1, 1)])
-        vecs = pose_net(src, dst).float().split(B)
-    return depths[0], list(depths[1:]), list(vecs[:N]), list(vecs[N:])
-
-
-def _compute_losses_standin(depth_net, pose_net, batch, cfg, ops, step, *, amp_dtype=None):
-    """What scdepth.step.compute_losses does, for checkouts that do not have it yet."""
-    tgt_depth, ref_depths, poses, poses_inv = _networks(depth_net, pose_net, batch, amp_dtype)
-    b = {
-        "tgt": batch["tgt"],
-        "refs": list(batch["refs"].unbind(1)),
-        "tgt_depth": tgt_depth,
-        "ref_depths": ref_depths,
-        "poses": poses,
-        "poses_inv": poses_inv,
-        "K": batch["K"],
-        "pseudo_depth": batch["pseudo_depth"],
-    }
-    total, terms = bench_losses.ours(ops, cfg, b, step=step)
-    return total, terms, tgt_depth
-
-
-def compute_losses_fn():
-    """scdepth.step.compute_losses when the checkout has it, else the stand-in above."""
-    import scdepth
-
-    try:
-        from scdepth import step
-    except ImportError:
-        step = None
-    # only this checkout's step.py (an editable install elsewhere may resolve scdepth.step)
-    if step is not None and os.path.dirname(step.__file__) in map(str, scdepth.__path__):
-        return step.compute_losses, "scdepth.step.compute_losses"
-    return _compute_losses_standin, "benchmarks.bench_step stand-in (no scdepth/step.py yet)"
 
 
 def run(
@@ -94,7 +49,6 @@ def run(
     opt = torch.optim.Adam(params, lr=1e-4)
     cfg = bench_losses.make_config(method, ssim_window=3)  # our default window
     batch = batch_for(B, H, W, device)
-    compute_losses, source = compute_losses_fn()
     counter = [0]
 
     def train_step(backend):
@@ -113,7 +67,12 @@ def run(
 
     def networks_only():
         opt.zero_grad(set_to_none=True)
-        tgt_depth, ref_depths, poses, poses_inv = _networks(depth_net, pose_net, batch, amp_dtype)
+        with torch.autocast(
+            torch.device(device).type, dtype=amp_dtype, enabled=amp_dtype is not None
+        ):
+            tgt_depth, ref_depths, poses, poses_inv = predict(
+                depth_net, pose_net, batch["tgt"], batch["refs"]
+            )
         total = sum(d.mean() for d in [tgt_depth, *ref_depths]) + sum(
             p.sum() for p in poses + poses_inv
         )
@@ -132,8 +91,6 @@ def run(
         "shape": list(shape),
         "device": str(device),
         "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else "none",
-        "compute_losses": source,
-        "missing_terms": bench_losses.missing_terms(get_backend("ext"), cfg),
     }
     t_net = statistics.median(times["networks"])
     for backend in ("ext", "reference"):

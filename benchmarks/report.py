@@ -334,7 +334,7 @@ def step_section(results):
             "",
             "One V3 step: DepthNet on the target and 2 reference frames, PoseNet both ways, "
             "every loss, backward, Adam. *losses share*: 1 − (the same step with a trivial loss) "
-            f"/ (the step). Loss code: `{rows[0].get('compute_losses', '?')}`.",
+            "/ (the step). The step is the trainer's (`scdepth.step.compute_losses`).",
             "",
         ]
         lines += _table(

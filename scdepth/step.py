@@ -38,13 +38,28 @@ def step_seed(cfg, step):
 def compute_losses(depth_net, pose_net, batch, cfg, ops, step, *, amp_dtype=None):
     """Returns (total loss, {term: value}, target depth). The networks run under autocast
     when amp_dtype is given; the losses always run in float32."""
-    tgt, refs, K = batch["tgt"], batch["refs"], batch["K"]
+    tgt, refs = batch["tgt"], batch["refs"]
     with torch.autocast(tgt.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
         tgt_depth, ref_depths, poses, poses_inv = predict(depth_net, pose_net, tgt, refs)
-    tgt_depth = full_precision(tgt_depth)
-    ref_depths = [full_precision(d) for d in ref_depths]
-    poses = [pose_vec2mat(full_precision(v)) for v in poses]
-    poses_inv = [pose_vec2mat(full_precision(v)) for v in poses_inv]
+    total, terms = loss_terms(
+        ops,
+        cfg,
+        batch,
+        full_precision(tgt_depth),
+        [full_precision(d) for d in ref_depths],
+        [full_precision(v) for v in poses],
+        [full_precision(v) for v in poses_inv],
+        step,
+    )
+    return total, terms, full_precision(tgt_depth)
+
+
+def loss_terms(ops, cfg, batch, tgt_depth, ref_depths, poses, poses_inv, step):
+    """Every loss term of cfg.method from the networks' outputs (depths [B, 1, H, W], pose
+    vectors [B, 6] tgt -> ref and ref -> tgt): (weighted total, {term: value})."""
+    tgt, refs, K = batch["tgt"], batch["refs"], batch["K"]
+    poses = [pose_vec2mat(v) for v in poses]
+    poses_inv = [pose_vec2mat(v) for v in poses_inv]
     w = cfg.loss_weights()
     zero = tgt_depth.sum() * 0
     terms = dict.fromkeys(TERMS, zero)
@@ -66,4 +81,4 @@ def compute_losses(depth_net, pose_net, batch, cfg, ops, step, *, amp_dtype=None
             tgt, batch["pseudo_depth"], normal, pseudo_normal, generator=gen
         )
     total = sum(w[k] * terms[k] for k in TERMS if w[k])
-    return total, terms, tgt_depth
+    return total, terms
