@@ -39,20 +39,17 @@ def backproject(depth, K):
     return depth * pixel_rays(K, depth.shape[-2], depth.shape[-1])
 
 
-# Normalised Sobel kernels (sum of absolute values 1), replicate padding: the image gradient
-# that SC-DepthV3 takes through kornia's depth_to_normals.
-_SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 8.0
-
-
 def sobel(x):
-    """(d/du, d/dv) of every channel of x [B, C, H, W], each [B, C, H, W]."""
-    C = x.shape[1]
-    kx = _SOBEL_X.to(x).view(1, 1, 3, 3).expand(C, 1, 3, 3)
-    ky = kx.transpose(2, 3)
-    xp = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate")
+    """(d/du, d/dv) of every channel of x [B, C, H, W], each [B, C, H, W]: the normalised
+    Sobel filter (sum of absolute weights 1) with replicate padding, the image gradient
+    SC-DepthV3 takes through kornia. Written as separable differences of shifted views,
+    which is several times faster on the CPU than a grouped 3x3 convolution."""
+    p = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate")
+    du = p[..., 2:] - p[..., :-2]  # central differences along u, [B, C, H + 2, W]
+    dv = p[..., 2:, :] - p[..., :-2, :]  # along v, [B, C, H, W + 2]
     return (
-        torch.nn.functional.conv2d(xp, kx, groups=C),
-        torch.nn.functional.conv2d(xp, ky, groups=C),
+        (du[..., :-2, :] + 2 * du[..., 1:-1, :] + du[..., 2:, :]) / 8,
+        (dv[..., :-2] + 2 * dv[..., 1:-1] + dv[..., 2:]) / 8,
     )
 
 

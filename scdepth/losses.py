@@ -42,10 +42,8 @@ def pairwise_terms(ops, tgt_img, ref_img, tgt_depth, ref_depth, pose, K, cfg):
     ref_warped, projected_depth = warped[:, :-1], warped[:, -1:]
     # D_diff = |z' - D_ref(u', v')| / (z' + D_ref(u', v')), defined where the warp is valid.
     ok = in_view > 0
-    denom = torch.where(ok, computed_depth + projected_depth, torch.ones_like(computed_depth))
-    d_diff = torch.where(
-        ok, (computed_depth - projected_depth).abs() / denom, torch.zeros_like(denom)
-    )
+    denom = torch.where(ok, computed_depth + projected_depth, 1.0)
+    d_diff = torch.where(ok, (computed_depth - projected_depth).abs() / denom, 0.0)
     # Self-discovered mask: down-weight pixels whose depths disagree (moving, occluded).
     weight = (1 - d_diff).detach() if cfg.self_discovered_mask() else None
     alpha = 0.0 if cfg.no_ssim else cfg.ssim_alpha
@@ -100,14 +98,14 @@ def photo_and_geometry_loss(
             l1s.append(l1)
             d_diffs.append(d_diff)
             valids.append(valid)
-    photo, l1 = torch.cat(photos, 1), torch.cat(l1s, 1)
-    d_diff, valid = torch.cat(d_diffs, 1), torch.cat(valids, 1)
-    if not cfg.no_min_optimize:
+    if cfg.no_min_optimize:
+        photo, d_diff, valid = (torch.cat(t, 1) for t in (photos, d_diffs, valids))
+    else:
         photo, d_diff, valid = per_pixel_minimum(l1s, photos, d_diffs, valids)
-    photo_loss = mean_on_mask(photo, valid.expand_as(photo))
-    geometry_loss = mean_on_mask(d_diff, valid.expand_as(d_diff))
+    photo_loss = mean_on_mask(photo, valid)
+    geometry_loss = mean_on_mask(d_diff, valid)
     # d_diff is already 0 out of view; the target -> ref directions are every other map.
-    dynamic_score = torch.cat(d_diffs[0::2], 1).mean(1, keepdim=True).detach()
+    dynamic_score = (sum(d_diffs[0::2]) / len(ref_imgs)).detach()
     return photo_loss, geometry_loss, dynamic_score
 
 

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from scdepth.geometry import euler2mat, pose_vec2mat
+from scdepth.geometry import euler2mat, pose_vec2mat, sobel
 
 
 def axis_rotation(axis, a):
@@ -35,3 +35,15 @@ def test_pose_vec2mat_layout_and_orthonormality():
 def test_pose_vec2mat_rejects_bad_shape():
     with pytest.raises(ValueError, match=r"vec must be \[B, 6\]"):
         pose_vec2mat(torch.zeros(2, 7))
+
+
+def test_sobel_is_the_normalised_3x3_filter_with_replicate_padding():
+    x = torch.randn(2, 3, 7, 9, dtype=torch.float64, requires_grad=True)
+    kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], dtype=x.dtype) / 8
+    k = torch.stack([kx, kx.T]).unsqueeze(1).repeat(3, 1, 1, 1)  # per channel: d/du, d/dv
+    xp = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate")
+    want = torch.nn.functional.conv2d(xp, k, groups=3).view(2, 3, 2, 7, 9)
+    gu, gv = sobel(x)
+    torch.testing.assert_close(gu, want[:, :, 0])
+    torch.testing.assert_close(gv, want[:, :, 1])
+    torch.autograd.gradcheck(lambda t: sobel(t), (x[:1, :1, :4, :5].detach().requires_grad_(),))

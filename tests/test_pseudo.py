@@ -43,9 +43,22 @@ def _pseudo(root, scene="s0", i=0):
     return cv2.imread(str(root / f"training/{scene}/leres_depth/{i:06d}.png"), cv2.IMREAD_UNCHANGED)
 
 
+def cli_args(root, model):
+    return [
+        str(root),
+        "--model",
+        str(model),
+        "--input-size",
+        "16",
+        "16",
+        "--batch-size",
+        "3",
+        "--no-progress",
+    ]
+
+
 def test_fills_every_scene(root, scripted, capsys):
-    assert main([str(root), "--model", str(scripted), "--input-size", "16", "16",
-                 "--batch-size", "3", "--no-progress"]) == 0
+    assert main(cli_args(root, scripted)) == 0
     assert "2 scene(s)" in capsys.readouterr().out
     for scene in ("s0", "s1"):
         assert len(list((root / f"training/{scene}/leres_depth").glob("*.png"))) == 4
@@ -62,8 +75,17 @@ def test_disparity_is_inverted_and_existing_output_kept(root, scripted):
     with pytest.raises(SystemExit):
         main([str(root), "--model", str(scripted), "--output", "disparity", "--no-progress"])
     assert np.array_equal(_pseudo(root), before)  # refused, nothing overwritten
-    main([str(root), "--model", str(scripted), "--output", "disparity", "--overwrite",
-          "--no-progress"])
+    main(
+        [
+            str(root),
+            "--model",
+            str(scripted),
+            "--output",
+            "disparity",
+            "--overwrite",
+            "--no-progress",
+        ]
+    )
     d = _pseudo(root)
     assert d[:, 0].mean() > d[:, -1].mean()  # large disparity (bright) = near
 
@@ -71,11 +93,11 @@ def test_disparity_is_inverted_and_existing_output_kept(root, scripted):
 def test_exported_program(root, tmp_path):
     path = tmp_path / "net.pt2"
     batch = torch.export.Dim("batch", min=1, max=64)
-    prog = torch.export.export(Brightness(), (torch.zeros(2, 3, 16, 16),),
-                               dynamic_shapes={"x": {0: batch}})
+    prog = torch.export.export(
+        Brightness(), (torch.zeros(2, 3, 16, 16),), dynamic_shapes={"x": {0: batch}}
+    )
     torch.export.save(prog, str(path))
-    main([str(root), "--model", str(path), "--input-size", "16", "16", "--batch-size", "3",
-          "--no-progress"])
+    main(cli_args(root, path))
     d = _pseudo(root, "s1", 3)
     assert d.shape == (32, 40) and d[:, -1].mean() > d[:, 0].mean()
 
