@@ -3,8 +3,9 @@
 Random shapes (batch 0..3, H and W 1..24, including sizes that the photometric window
 rejects), all four floating dtypes (and mismatched or integer ones), non-contiguous layouts
 (transposed, channels-last, strided and offset views whose gaps hold NaN, zero batch
-stride), and values with NaN, ±inf, ±0, denormals, 1e-30 and huge magnitudes; bad scalar
-arguments, and 1 or 2 CPU threads (the kernels split work by thread count).
+stride), and values with NaN, ±inf, ±0, denormals, 1e-30 and huge magnitudes; intrinsics
+that are singular or not finite, huge translations, bad scalar arguments, and 1 or 2 CPU
+threads (the kernels split work by thread count).
 
 Each example either raises a ValueError/TypeError that names a bad argument (the reference
 must reject it too), or returns outputs of the documented shapes and dtypes whose invariants
@@ -22,6 +23,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 import scdepth.ops as ops
+from scdepth.geometry import pose_vec2mat
 from scdepth.ops import reference
 
 FLOAT_TYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
@@ -315,3 +317,236 @@ def test_property_photometric_error(
         # photo's terms are in [0, 1], rounded in the compute type: absolute errors there.
         floor = 1.0 if name == "photo" else 1e-3
         assert_close_scaled(o, r, tol, what=name, floor=floor)
+
+
+# ---- inverse_warp
+
+K_KINDS = ["good"] * 6 + ["singular", "nonfinite"]
+POSE_KINDS = ["random", "random", "small", "identity"]
+
+
+def intrinsics(B, H, W, dtype, seed, kind):
+    """K [B, 3, 3] and which images have a K that must be rejected: 'singular' zeroes a row
+    or a column of one image's K (determinant exactly 0), 'nonfinite' puts NaN or ±inf in one
+    entry."""
+    g = torch.Generator().manual_seed(seed)
+    r = torch.rand(B, 6, generator=g, dtype=F64)
+    f = max(H, W)
+    K = torch.zeros(B, 3, 3, dtype=F64)
+    K[:, 0, 0] = 0.5 + 2 * f * r[:, 0]
+    K[:, 1, 1] = 0.5 + 2 * f * r[:, 1]
+    K[:, 0, 1] = torch.where(r[:, 2] < 0.5, 0.0, r[:, 2] - 0.75)  # skew, often 0
+    K[:, 0, 2] = -2 + (W + 3) * r[:, 3]
+    K[:, 1, 2] = -2 + (H + 3) * r[:, 4]
+    K[:, 2, 2] = 1.0
+    spoiled = torch.zeros(B, dtype=torch.bool)
+    if kind != "good" and B > 0:
+        n = int(torch.randint(B, (), generator=g))
+        pick = int(torch.randint(6, (), generator=g))
+        if kind == "singular" and pick < 3:
+            K[n, pick] = 0.0
+        elif kind == "singular":
+            K[n, :, pick - 3] = 0.0
+        else:
+            K[n].view(-1)[pick] = [NAN, INF, -INF][pick % 3]
+        spoiled[n] = True
+    return K.to(dtype), spoiled
+
+
+def pose_matrices(B, dtype, seed, kind, t_specials, density):
+    """[R | t]: R from Euler angles (any: 'random'; < 0.1 rad: 'small'; identity), t from
+    [-1, 1] with special values (huge translations, NaN, ...) sprinkled in."""
+    g = torch.Generator().manual_seed(seed)
+    scale = {"random": math.pi, "small": 0.1, "identity": 0.0}[kind]
+    angles = scale * (2 * torch.rand(B, 3, generator=g, dtype=F64) - 1)
+    t = values((B, 3), F64, seed + 1, -1.0, 1.0)
+    if kind == "identity":
+        t.zero_()
+    pose = pose_vec2mat(torch.cat([t, angles], 1))
+    if t_specials:
+        pose[:, :, 3] = values((B, 3), dtype, seed + 2, -1.0, 1.0, t_specials, density).double()
+    return pose.to(dtype)
+
+
+def pixel_grid(H, W):
+    v, u = torch.meshgrid(torch.arange(H, dtype=F64), torch.arange(W, dtype=F64), indexing="ij")
+    return torch.stack([u, v, torch.ones_like(u)]).view(1, 3, H * W)
+
+
+def projection_margins(depth, pose, K, dtype):
+    """Per target pixel [B, H*W], in float64: masks of the pixels whose projection is within
+    the compute type's rounding of a discontinuity of the contract: z' = 1e-3 (the sample
+    switches on, `near_z`), or u' or v' at an integer (bilinear cell edges and the image
+    border: `valid` and the depth and pose gradients jump there, `near_cell`); and bounds on
+    the rounding errors of z' (`tol_z`) and of u', v' in pixels (`tol_uv`)."""
+    d, P, Kd = depth.double(), pose.double(), K.double()
+    B, _, H, W = d.shape
+    pix = pixel_grid(H, W)
+    Kinv = torch.linalg.inv(Kd)
+    X = d.reshape(B, 1, -1) * (Kinv @ pix)
+    Xs = P[:, :, :3] @ X + P[:, :, 3:]
+    z = Xs[:, 2]
+    num = Kd[:, :2] @ Xs
+    uv = num / z.unsqueeze(1)
+    # Magnitudes of the terms summed on the way: the rounding errors scale with them.
+    Xm = d.abs().reshape(B, 1, -1) * (Kinv.abs() @ pix)
+    Xsm = P[:, :, :3].abs() @ Xm + P[:, :, 3:].abs()
+    zm = Xsm[:, 2]
+    num_m = Kd[:, :2].abs() @ Xsm
+    eps = 2048 * eps_of(dtype)  # a generous multiple: K^-1 by adjugate vs LU, op order
+    tol_z = eps * zm
+    tol_uv = eps * (num_m + uv.abs() * zm.unsqueeze(1)) / z.abs().unsqueeze(1)
+    ok = torch.isfinite(d.reshape(B, -1)) & (d.reshape(B, -1) > 0)
+    near_z = ok & ((z - 1e-3).abs() <= tol_z)
+    front = ok & (z > 1e-3 - tol_z)
+    cell = ((uv - uv.round()).abs() <= tol_uv).any(1)
+    near_cell = front & (cell | ~torch.isfinite(tol_uv).all(1))
+    # Only the pixels in front are sampled; a huge bound where the projection is degenerate.
+    tol_uv = torch.where(front, tol_uv.amax(1).nan_to_num(nan=1e300, posinf=1e300), 0.0)
+    return near_z, near_cell, tol_z, tol_uv
+
+
+def warp_run(op, src, depth, pose, K, gw, gz):
+    """Outputs and the gradients of sum(warped * gw + computed_depth * gz) to src, depth, pose
+    and K (K's must be None)."""
+    inputs = [with_grad(t) for t in (src, depth, pose, K)]
+    warped, z, valid = op(*inputs)
+    assert not valid.requires_grad
+    return (warped, z, valid, *grads_of((warped, z), inputs, (gw, gz)))
+
+
+@settings(max_examples=250, deadline=None)
+@given(
+    B=BATCHES,
+    C=st.integers(1, 4),
+    H=st.integers(1, 24),
+    W=st.integers(1, 24),
+    dtype=st.sampled_from(FLOAT_TYPES),
+    k_kind=st.sampled_from(K_KINDS),
+    pose_kind=st.sampled_from(POSE_KINDS),
+    retype=mostly(st.none(), ["src", "depth", "pose", "K"], odds=10),
+    layouts=st.lists(st.sampled_from(LAYOUTS), min_size=6, max_size=6),
+    src_specials=special_mix(),
+    # Depths that are not finite or <= 0 only make pixels invalid: still well-conditioned.
+    depth_specials=special_mix(SMALL_SPECIALS + ["nan", "inf", "-inf"], ["huge", "max"]),
+    t_specials=special_mix(["0"], ["huge", "-huge", "nan", "inf"]),  # huge translations
+    density=st.sampled_from([0.05, 0.3, 1.0]),
+    grad_specials=GRAD_SPECIALS,
+    threads=st.sampled_from([1, 2]),
+    seed=st.integers(0, 2**31),
+)
+def test_property_inverse_warp(
+    B, C, H, W, dtype, k_kind, pose_kind, retype, layouts, src_specials, depth_specials,
+    t_specials, density, grad_specials, threads, seed,
+):  # fmt: skip
+    src = lay_out(values((B, C, H, W), dtype, seed, -1.0, 2.0, src_specials, density), layouts[0])
+    depth = values((B, 1, H, W), dtype, seed + 1, 0.5, 10.0, depth_specials, density)
+    depth = lay_out(depth, layouts[1])
+    pose = lay_out(pose_matrices(B, dtype, seed + 2, pose_kind, t_specials, density), layouts[2])
+    K, spoiled = intrinsics(B, H, W, dtype, seed + 3, k_kind)
+    K = lay_out(K, layouts[3])
+    if layouts[3] == "broadcast" and B > 0:
+        spoiled = spoiled[:1].expand(B)
+    gspecials = ["nan", "inf", "huge"] if grad_specials else []
+    gw = lay_out(values((B, C, H, W), dtype, seed + 4, -1.0, 1.0, gspecials, 0.1), layouts[4])
+    gz = lay_out(values((B, 1, H, W), dtype, seed + 5, -1.0, 1.0, gspecials, 0.1), layouts[5])
+    # A tensor of another dtype: src an integer one, depth, pose or K another floating type.
+    args = [src, depth, pose, K]
+    if retype:
+        i = ["src", "depth", "pose", "K"].index(retype)
+        args[i] = args[i].to(other_dtype(dtype, "int" if retype == "src" else "float"))
+    src, depth, pose, K = args
+    args = (src, depth, pose, K, gw, gz)
+
+    bad = {retype: TypeError} if retype else {}
+    if spoiled.any():
+        bad[f"K[{int(spoiled.nonzero()[0, 0])}]"] = ValueError  # the first bad image
+    if bad:
+        event(f"inverse_warp: rejected ({', '.join(bad)}, {k_kind} K)")
+        for op in (ops.inverse_warp, reference.inverse_warp):
+            assert_rejected(lambda op=op: warp_run(op, *args), bad)
+        return
+
+    with num_threads(threads):
+        warped, z, valid, g_src, g_depth, g_pose, g_K = warp_run(ops.inverse_warp, *args)
+    assert warped.shape == (B, C, H, W) and z.shape == valid.shape == (B, 1, H, W)
+    assert warped.dtype == z.dtype == valid.dtype == dtype
+    for g, t in zip((g_src, g_depth, g_pose), (src, depth, pose), strict=True):
+        assert g is not None and g.shape == t.shape and g.dtype == dtype
+    assert g_K is None, "K gets no gradient"
+    if B == 0:
+        event("inverse_warp: empty batch")
+        return
+
+    # Any values: valid is 0 or 1; where the depth is not finite and > 0, or z' <= 1e-3 (or
+    # NaN), the pixel is invalid and warped is 0; valid pixels have z' > 1e-3.
+    w64, z64, v64 = warped.detach().double(), z.detach().double(), valid.double()
+    assert ((v64 == 0) | (v64 == 1)).all()
+    d64 = depth.double()
+    z_cut = 1e-3 if dtype in (F64, torch.float32) else 1e-3 * (1 - 1e-2)  # z' rounded to 16 bits
+    off = ~(torch.isfinite(d64) & (d64 > 0)) | ~(z64 > z_cut)
+    assert (v64[off] == 0).all(), "valid where the depth or z' rules the pixel out"
+    assert (torch.where(off, w64, 0.0) == 0).all(), "warped not 0 where the pixel is ruled out"
+    if dtype in (F64, torch.float32):
+        assert (z64[v64 == 1] > 1e-3).all()
+    # Bilinear weights are in [0, 1] and sum to at most 1: |warped| <= max |src| per image,
+    # wherever the image's src is finite, and not so large that the weighted sum may round
+    # past the largest float (so warped is finite there too).
+    s64 = src.double()
+    for b in range(B):
+        smax = s64[b].abs().max()
+        if torch.isfinite(smax) and smax <= torch.finfo(dtype).max / 4:
+            assert (w64[b].abs() <= smax * (1 + 1e-5)).all(), "warped beyond the source's range"
+
+    well_conditioned = (
+        bool(torch.isfinite(s64).all() and (s64.abs() <= 2).all())
+        and bool(torch.isfinite(pose).all() and (pose.double().abs() <= 10).all())
+        and bool((~torch.isfinite(d64) | (d64.abs() <= 1e3)).all())
+        and not grad_specials
+    )
+    event(f"inverse_warp: {'well-conditioned' if well_conditioned else 'extreme values'}")
+    if not well_conditioned:
+        return
+
+    # Against the float64 reference on the same values, away from the discontinuities.
+    as64 = [t.double() for t in args]
+    e_warped, e_z, e_valid, e_src, e_depth, e_pose, _ = warp_run(reference.inverse_warp, *as64)
+    near_z, near_cell, tol_z, tol_uv = projection_margins(depth, pose, K, dtype)
+    shape = (B, 1, H, W)
+    near_z, near_cell, tol_z = near_z.view(shape), near_cell.view(shape), tol_z.view(shape)
+    out_eps = torch.finfo(dtype).eps
+    finite_d = torch.isfinite(d64)
+    assert torch.equal(valid[~(near_z | near_cell)].double(), e_valid[~(near_z | near_cell)])
+    ez_ok = finite_d & representable(e_z, dtype)
+    assert torch.isfinite(z64[ez_ok]).all(), "computed_depth not finite"
+    z_err = (z64 - e_z).abs()[ez_ok]
+    # Compute, then output rounding.
+    z_tol = (tol_z + 2 * out_eps * e_z.abs() + subnormal_step(dtype))[ez_ok]
+    assert (z_err <= z_tol).all(), "computed_depth differs from the reference"
+    for b in range(B):
+        smax = s64[b].abs().max().item()
+        # Projection rounding times the bilinear slope, output rounding, and the reference's
+        # own round trip through grid_sample's normalised coordinates (float64).
+        tol = 4 * smax * (tol_uv[b].view(1, H, W) + 1e-13 * (H + W))
+        tol = tol + 2 * out_eps * smax + subnormal_step(dtype)
+        err = torch.where(near_z[b], 0.0, (w64[b] - e_warped[b]).abs())
+        assert (err <= tol).all(), f"warped differs from the reference in image {b}"
+
+    # Gradients: finite where the exact ones are representable, and in float64 equal to the
+    # reference's away from the kinks. The rotation part of the pose gradient takes
+    # gradient x depth at every pixel, so it is NaN wherever a depth is not finite (0 x inf):
+    # it is checked on images with finite depths only.
+    for b in range(B):
+        if near_z[b].any():
+            continue  # a jump of the sample next to the cut z' = 1e-3
+        assert torch.isfinite(g_src[b][representable(e_src[b], dtype)]).all(), "grad_src"
+        keep = ~near_cell[b] & representable(e_depth[b], dtype)
+        assert torch.isfinite(g_depth[b][keep]).all(), "grad_depth not finite"
+        rows = slice(None) if finite_d[b].all() else (slice(None), 3)
+        keep_pose = ~near_cell[b].any() & representable(e_pose[b][rows], dtype)
+        assert torch.isfinite(g_pose[b][rows][keep_pose]).all(), "grad_pose not finite"
+        if dtype == F64:
+            assert_close_scaled(g_src[b], e_src[b], 1e-9, what="grad_src")
+            assert_close_scaled(g_depth[b], e_depth[b], 1e-8, ~near_cell[b], "grad_depth")
+            if not near_cell[b].any():
+                assert_close_scaled(g_pose[b][rows], e_pose[b][rows], 1e-8, what="grad_pose")
