@@ -1,11 +1,11 @@
 """Property-based robustness tests (hypothesis) of every op and its backward.
 
-Random shapes (batch 0..3, H and W 1..24, including sizes that the photometric window
-rejects), all four floating dtypes (and mismatched or integer ones), non-contiguous layouts
-(transposed, channels-last, strided and offset views whose gaps hold NaN, zero batch
-stride), and values with NaN, ±inf, ±0, denormals, 1e-30 and huge magnitudes; intrinsics
-that are singular or not finite, huge translations, bad scalar arguments, and 1 or 2 CPU
-threads (the kernels split work by thread count).
+Random shapes (batch 0..3, H and W 1..24, 0..24 for the pairs, including sizes that the
+photometric window rejects), all four floating dtypes (and mismatched or integer ones),
+non-contiguous layouts (transposed, channels-last, strided and offset views whose gaps hold
+NaN, zero batch stride), and values with NaN, ±inf, ±0, denormals, 1e-30 and huge
+magnitudes; intrinsics that are singular or not finite, huge translations, bad scalar
+arguments, and 1 or 2 CPU threads (the kernels split work by thread count).
 
 Each example either raises a ValueError/TypeError that names a bad argument (the reference
 must reject it too), or returns outputs of the documented shapes and dtypes whose invariants
@@ -19,6 +19,7 @@ from contextlib import contextmanager
 
 import pytest
 import torch
+from helpers import python_label
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
@@ -550,3 +551,111 @@ def test_property_inverse_warp(
             assert_close_scaled(g_depth[b], e_depth[b], 1e-8, ~near_cell[b], "grad_depth")
             if not near_cell[b].any():
                 assert_close_scaled(g_pose[b][rows], e_pose[b][rows], 1e-8, what="grad_pose")
+
+
+# ---- sample_dynamic_pairs
+
+SCORE_TIES = ["nan", "-inf", "-1", "-0", "0", "1", "inf", "huge", "-huge", "denormal"]
+RATIO_BAD = [0.0, 1.0, -0.5, 1.5, NAN, INF, -INF]
+TAU_BAD = [-1e-300, -1.0, NAN, INF, -INF]
+SEED_BAD = [2**64, 2**70, -(2**63) - 1]
+
+
+def order_oracle(score, k):
+    """A_b by the contract, in plain Python: the first k of a stable descending sort, NaN
+    lowest, -0 == +0."""
+    rows = score.double().reshape(score.shape[0], -1).tolist()
+    out = []
+    for row in rows:
+        rank = sorted(
+            range(len(row)),
+            key=lambda i, row=row: (0, 0.0, i) if math.isnan(row[i]) else (-1, -row[i], i),
+        )
+        out.append(sorted(rank[:k]))
+    return out
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    B=BATCHES,
+    H=st.integers(0, 24),
+    W=st.integers(0, 24),
+    score_dtype=st.sampled_from(FLOAT_TYPES),
+    pd_dtype=st.sampled_from(FLOAT_TYPES),
+    retype=mostly(st.none(), ["score", "pseudo_depth"], odds=10),
+    layouts=st.lists(st.sampled_from(LAYOUTS), min_size=2, max_size=2),
+    ties=st.booleans(),
+    score_specials=special_mix(),
+    pd_specials=special_mix(),
+    density=st.sampled_from([0.05, 0.3, 1.0]),
+    ratio=mostly(
+        st.one_of(st.floats(0.01, 0.99), st.sampled_from([5e-324, 0.2, 1 - 2**-53])), RATIO_BAD
+    ),
+    tau=mostly(st.one_of(st.floats(0.0, 3.0), st.sampled_from([0.0, 0.15, 1e300])), TAU_BAD),
+    seed=mostly(st.integers(-(2**63), 2**64 - 1), SEED_BAD),
+    threads=st.sampled_from([1, 2]),
+    values_seed=st.integers(0, 2**31),
+)
+def test_property_sample_dynamic_pairs_robust(
+    B, H, W, score_dtype, pd_dtype, retype, layouts, ties, score_specials, pd_specials, density,
+    ratio, tau, seed, threads, values_seed,
+):  # fmt: skip
+    shape = (B, 1, H, W)
+    if ties:  # few distinct scores: the threshold is tied, NaN, ±inf and ±0 included
+        score = values(shape, score_dtype, values_seed, 0.0, 1.0, SCORE_TIES, 1.0)
+    else:
+        score = values(shape, score_dtype, values_seed, -3.0, 3.0, score_specials, density)
+    pd = values(shape, pd_dtype, values_seed + 1, 0.5, 4.5, pd_specials, density)
+    score, pd = lay_out(score, layouts[0]), lay_out(pd, layouts[1])
+    if retype == "score":
+        score = score.to(torch.int32)
+    elif retype == "pseudo_depth":
+        pd = pd.to(torch.int32)
+    kwargs = dict(ratio=ratio, tau=tau, seed=seed)
+
+    bad = {retype: TypeError} if retype else {}
+    if not 0.0 < ratio < 1.0:
+        bad["ratio"] = ValueError
+    if not (math.isfinite(tau) and tau >= 0.0):
+        bad["tau"] = ValueError
+    if not -(2**63) <= seed < 2**64:
+        bad["seed"] = ValueError
+    if bad:
+        event(f"pairs: rejected ({', '.join(bad)})")
+        for op in (ops.sample_dynamic_pairs, reference.sample_dynamic_pairs):
+            assert_rejected(lambda op=op: op(score, pd, **kwargs), bad)
+        return
+
+    with num_threads(threads):
+        idx_a, idx_b, label = ops.sample_dynamic_pairs(score, pd, **kwargs)
+    N = H * W
+    k = min(math.floor(ratio * N), N - 1) if N else 0
+    event(f"pairs: k {'> 0' if k else '= 0'}")
+    assert idx_a.shape == idx_b.shape == label.shape == (B, k)
+    assert idx_a.dtype == idx_b.dtype == torch.int64 and label.dtype == torch.int8
+    if B * k == 0:
+        return
+    # A_b: strictly increasing indices, exactly the top k in the contract's order.
+    assert (idx_a[:, 1:] > idx_a[:, :-1]).all()
+    assert idx_a.tolist() == order_oracle(score, k)
+    # Partners: in the image, never selected.
+    assert ((idx_b >= 0) & (idx_b < N)).all()
+    selected = torch.zeros(B, N, dtype=torch.bool).scatter_(1, idx_a, True)
+    assert not selected.gather(1, idx_b).any()
+    # Labels by the float64 rule, whatever the pseudo depths (NaN, inf, <= 0, huge).
+    flat = pd.double().reshape(B, N)
+    expected = [
+        [
+            python_label(flat[b, i].item(), flat[b, j].item(), tau)
+            for i, j in zip(ra, rb, strict=True)
+        ]
+        for b, (ra, rb) in enumerate(zip(idx_a.tolist(), idx_b.tolist(), strict=True))
+    ]
+    assert label.tolist() == expected
+    # The reference (same Philox stream) and contiguous copies give identical outputs.
+    for other in (
+        reference.sample_dynamic_pairs(score, pd, **kwargs),
+        ops.sample_dynamic_pairs(score.contiguous(), pd.contiguous(), **kwargs),
+    ):
+        for o, r in zip((idx_a, idx_b, label), other, strict=True):
+            assert torch.equal(o, r)
