@@ -19,6 +19,7 @@ from contextlib import contextmanager
 
 import pytest
 import torch
+import torch.nn.functional as F
 from helpers import python_label
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
@@ -208,6 +209,33 @@ def photometric_bad_args(H, W, window, alpha, retyped):
     return bad
 
 
+def clamp_kinks(tgt, warped, window, dtype):
+    """[B, C, H, W]: where the gradient of the compute type may fall on the other side of a
+    clamp's bound than the float64 reference's, and so differ by a whole term: within
+    window // 2 of a window whose (1 - SSIM) / 2 is within the compute type's error of 0
+    or 1 (σ² = E[x²] - μ² against C2: ~1e-3 in float32), and, below float64, where
+    |tgt - warped| is within rounding of 0 or 1."""
+    x, y = tgt.double(), warped.double()
+    p = window // 2
+    xp, yp = (F.pad(t, (p, p, p, p), mode="reflect") for t in (x, y))
+
+    def pool(t):
+        return F.avg_pool2d(t, window, stride=1)
+
+    mx, my = pool(xp), pool(yp)
+    sx, sy, sxy = pool(xp * xp) - mx**2, pool(yp * yp) - my**2, pool(xp * yp) - mx * my
+    c1, c2 = reference.SSIM_C1, reference.SSIM_C2
+    ssim = (2 * mx * my + c1) * (2 * sxy + c2) / ((mx**2 + my**2 + c1) * (sx + sy + c2))
+    tau = 1e-10 if dtype == F64 else 2e-3
+    e = (1 - ssim) / 2
+    near = ((e <= tau) | (e >= 1 - tau)).double()
+    near = F.max_pool2d(near, window, stride=1, padding=p) > 0  # the pixels those windows read
+    if dtype != F64:
+        d, delta = (x - y).abs(), 4 * eps_of(dtype) * (x.abs() + y.abs())
+        near |= (d <= delta) | ((d - 1).abs() <= delta)
+    return near
+
+
 def photometric_run(op, tgt, warped, weight, gp, gl, alpha, window):
     """photo, l1 and the gradients of sum(photo * gp + l1 * gl) to tgt, warped (and weight)."""
     inputs = [with_grad(t) for t in (tgt, warped)]
@@ -312,12 +340,14 @@ def test_property_photometric_error(
     exact = photometric_run(reference.photometric_error, *as64)
     ours = (photo, l1, *grads)
     tol = {F64: 1e-9, torch.float32: 1e-3}.get(dtype, 4 * torch.finfo(dtype).eps)
+    kinks = clamp_kinks(tgt, warped, window, dtype)
     names = ["photo", "l1", "grad_tgt", "grad_warped", "grad_weight"]
     for name, o, r in zip(names, ours, exact, strict=False):
         assert torch.isfinite(o[representable(r, dtype)]).all(), f"{name} not finite"
         # photo's terms are in [0, 1], rounded in the compute type: absolute errors there.
         floor = 1.0 if name == "photo" else 1e-3
-        assert_close_scaled(o, r, tol, what=name, floor=floor)
+        where = ~kinks if name in ("grad_tgt", "grad_warped") else None
+        assert_close_scaled(o, r, tol, where, name, floor)
 
 
 # ---- inverse_warp
