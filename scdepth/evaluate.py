@@ -135,8 +135,15 @@ def _score(folder, predict, spec, median_scaling, progress, desc):
     return _mean(per_image)
 
 
-def evaluate_folder(pred_dir, data_root, dataset: str, *, split: str = "test",
-                    median_scaling: bool = True, progress: bool = True) -> dict:
+def evaluate_folder(
+    pred_dir,
+    data_root,
+    dataset: str,
+    *,
+    split: str = "test",
+    median_scaling: bool = True,
+    progress: bool = True,
+) -> dict:
     """Score ``pred_dir/<name>.npy`` (name: the test image stem, or "<scene>/<stem>" for
     val) against the GT of ``data_root``. Returns {region: {metric: mean, "count": images}}."""
     spec = get_spec(dataset)
@@ -154,9 +161,18 @@ def evaluate_folder(pred_dir, data_root, dataset: str, *, split: str = "test",
     return _score(folder, predict, spec, median_scaling, progress, f"eval {dataset} {split}")
 
 
-def evaluate_model(model, data_root, dataset: str, *, image_size, split: str = "test",
-                   device="cpu", median_scaling: bool = True, progress: bool = True,
-                   max_images: int = 0) -> dict:
+def evaluate_model(
+    model,
+    data_root,
+    dataset: str,
+    *,
+    image_size,
+    split: str = "test",
+    device="cpu",
+    median_scaling: bool = True,
+    progress: bool = True,
+    max_images: int = 0,
+) -> dict:
     """Score a depth model (normalised [1, 3, H, W] at image_size -> depth [1, 1, H, W]) on a
     split; max_images > 0 scores only the first that many images."""
     import torch
@@ -174,15 +190,30 @@ def evaluate_model(model, data_root, dataset: str, *, image_size, split: str = "
     return _score(folder, predict, spec, median_scaling, progress, f"eval {dataset} {split}")
 
 
-def evaluate_checkpoint(checkpoint, data_root, dataset: str, *, split: str = "test",
-                        device: str = "cpu", median_scaling: bool = True,
-                        progress: bool = True) -> dict:
+def evaluate_checkpoint(
+    checkpoint,
+    data_root,
+    dataset: str,
+    *,
+    split: str = "test",
+    device: str = "cpu",
+    median_scaling: bool = True,
+    progress: bool = True,
+) -> dict:
     """Like evaluate_folder, predicting with ``scdepth.infer.load_depth_model``."""
     from .infer import load_depth_model  # the model code is only needed here
 
     model, image_size = load_depth_model(checkpoint, device)
-    return evaluate_model(model, data_root, dataset, image_size=image_size, split=split,
-                          device=device, median_scaling=median_scaling, progress=progress)
+    return evaluate_model(
+        model,
+        data_root,
+        dataset,
+        image_size=image_size,
+        split=split,
+        device=device,
+        median_scaling=median_scaling,
+        progress=progress,
+    )
 
 
 def format_table(results: dict) -> str:
@@ -211,16 +242,24 @@ def main(argv=None) -> int:
         if a.pred_dir:
             results = evaluate_folder(a.pred_dir, a.data_root, a.dataset, **kw)
         else:
-            results = evaluate_checkpoint(a.checkpoint, a.data_root, a.dataset,
-                                          device=a.device, **kw)
+            results = evaluate_checkpoint(
+                a.checkpoint, a.data_root, a.dataset, device=a.device, **kw
+            )
     except (ValueError, FileNotFoundError, ImportError) as e:  # DatasetError is a ValueError
         ap.error(str(e))
-    print(f"scdepth-eval {a.dataset} {a.split}"
-          f"{'' if kw['median_scaling'] else ' (no median scaling)'}")
+    print(
+        f"scdepth-eval {a.dataset} {a.split}"
+        f"{'' if kw['median_scaling'] else ' (no median scaling)'}"
+    )
     print(format_table(results))
     if a.json:
-        payload = {"dataset": a.dataset, "split": a.split, "source": a.pred_dir or a.checkpoint,
-                   "median_scaling": kw["median_scaling"], "regions": results}
+        payload = {
+            "dataset": a.dataset,
+            "split": a.split,
+            "source": a.pred_dir or a.checkpoint,
+            "median_scaling": kw["median_scaling"],
+            "regions": results,
+        }
         Path(a.json).write_text(json.dumps(payload, indent=2) + "\n")
     return 0
 

@@ -10,8 +10,19 @@ import numpy as np
 K_TINY = np.array([[40.0, 0, 19.5], [0, 40.0, 15.5], [0, 0, 1]])
 
 
-def write_scene(scene: Path, n_frames=7, size=(32, 40), *, values=None, pseudo=True,
-                depth=None, masks=False, ext="png", K=K_TINY, seed=0):
+def write_scene(
+    scene: Path,
+    n_frames=7,
+    size=(32, 40),
+    *,
+    values=None,
+    pseudo=True,
+    depth=None,
+    masks=False,
+    ext="png",
+    K=K_TINY,
+    seed=0,
+):
     """Frames (constant grey value per frame unless random), cam.txt, leres_depth, optional
     GT depth ("png5000", "png1000", "npy", "npz") and seg masks."""
     rng = np.random.default_rng(seed)
@@ -26,8 +37,10 @@ def write_scene(scene: Path, n_frames=7, size=(32, 40), *, values=None, pseudo=T
         gt = np.full(size, 1.0 + i, np.float32)
         if pseudo:
             (scene / "leres_depth").mkdir(exist_ok=True)
-            cv2.imwrite(str(scene / "leres_depth" / f"{i:06d}.png"),
-                        np.full(size, 1000 * (i + 1), np.uint16))
+            cv2.imwrite(
+                str(scene / "leres_depth" / f"{i:06d}.png"),
+                np.full(size, 1000 * (i + 1), np.uint16),
+            )
         if depth is not None:
             (scene / "depth").mkdir(exist_ok=True)
             _write_depth(scene / "depth" / f"{i:06d}", gt, depth)

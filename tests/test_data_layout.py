@@ -91,8 +91,12 @@ def test_missing_training_and_lists(tmp_path, root):
 
 
 def test_too_few_frames(root):
-    _raises(root, r"s0: 7 frames, but sequence_length 5 with skip_frames 2 needs 9",
-            sequence_length=5, skip_frames=2)
+    _raises(
+        root,
+        r"s0: 7 frames, but sequence_length 5 with skip_frames 2 needs 9",
+        sequence_length=5,
+        skip_frames=2,
+    )
     with pytest.raises(ValueError, match="sequence_length must be odd"):
         TrainFolder(root, sequence_length=4)
 

@@ -132,8 +132,9 @@ def test_unreadable_frame_mid_run_can_be_skipped(tmp_path):
     assert sum(b["tgt"].shape[0] for b in batches) == 1
 
 
-@pytest.mark.parametrize("dataset, kind", [("nyu", "png5000"), ("bonn", "png1000"),
-                                           ("kitti", "npy"), ("ddad", "npz")])
+@pytest.mark.parametrize(
+    "dataset, kind", [("nyu", "png5000"), ("bonn", "png1000"), ("kitti", "npy"), ("ddad", "npz")]
+)
 def test_val_folder_reads_gt_in_metres(tmp_path, dataset, kind):
     make_layout(tmp_path, train=("s0",), val=("v0",), depth=kind)
     ds = ValFolder(tmp_path, image_size=(16, 24), dataset=dataset)

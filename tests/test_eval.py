@@ -30,8 +30,9 @@ def test_metrics_by_hand():
     assert m["log10"] == pytest.approx(math.log10(2) / 2)
     assert (m["a1"], m["a2"], m["a3"]) == (0.5, 0.5, 0.5)  # 2 > 1.25^3 = 1.953
     # gt (1, 4), pred (2, 2); the mask drops a third, wildly wrong pixel
-    m = compute_depth_metrics(np.array([1.0, 4.0, 9.0]), np.array([2.0, 2.0, 0.1]),
-                              np.array([True, True, False]))
+    m = compute_depth_metrics(
+        np.array([1.0, 4.0, 9.0]), np.array([2.0, 2.0, 0.1]), np.array([True, True, False])
+    )
     assert m["abs_rel"] == pytest.approx(0.75)  # (1/1 + 2/4) / 2
     assert m["sq_rel"] == pytest.approx(1.0)  # (1/1 + 4/4) / 2
     assert m["rmse"] == pytest.approx(math.sqrt(2.5))
@@ -124,15 +125,37 @@ def test_evaluate_folder(testset):
 def test_cli_pred_dir(testset, tmp_path, capsys):
     root, preds = testset
     out = tmp_path / "r.json"
-    assert main(["--pred-dir", str(preds), "--data-root", str(root), "--dataset", "synthetic",
-                 "--json", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "--pred-dir",
+                str(preds),
+                "--data-root",
+                str(root),
+                "--dataset",
+                "synthetic",
+                "--json",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     table = capsys.readouterr().out
     assert "abs_rel" in table and "dynamic" in table and "static" in table
     saved = json.loads(out.read_text())
     assert saved["regions"]["all"]["count"] == 3 and saved["dataset"] == "synthetic"
     with pytest.raises(SystemExit):
-        main(["--pred-dir", str(tmp_path / "nope"), "--data-root", str(root),
-              "--dataset", "synthetic"])
+        main(
+            [
+                "--pred-dir",
+                str(tmp_path / "nope"),
+                "--data-root",
+                str(root),
+                "--dataset",
+                "synthetic",
+            ]
+        )
 
 
 def test_cli_checkpoint_uses_load_depth_model(testset, tmp_path, monkeypatch, capsys):
@@ -151,8 +174,22 @@ def test_cli_checkpoint_uses_load_depth_model(testset, tmp_path, monkeypatch, ca
     fake = types.ModuleType("scdepth.infer")
     fake.load_depth_model = load_depth_model
     monkeypatch.setitem(sys.modules, "scdepth.infer", fake)
-    assert main(["--checkpoint", "ckpt.pt", "--data-root", str(root), "--dataset", "synthetic",
-                 "--no-progress", "--json", str(tmp_path / "c.json")]) == 0
+    assert (
+        main(
+            [
+                "--checkpoint",
+                "ckpt.pt",
+                "--data-root",
+                str(root),
+                "--dataset",
+                "synthetic",
+                "--no-progress",
+                "--json",
+                str(tmp_path / "c.json"),
+            ]
+        )
+        == 0
+    )
     assert seen == [torch.Size([1, 3, 16, 20])] * 3
     r = json.loads((tmp_path / "c.json").read_text())["regions"]
     assert r["all"]["count"] == 3 and r["all"]["abs_rel"] > 0.1  # a flat guess is poor

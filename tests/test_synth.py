@@ -15,8 +15,13 @@ TINY = dict(image_size=(24, 32), num_scenes=2, frames_per_scene=5, progress=Fals
 
 @pytest.fixture(scope="module")
 def indoor(tmp_path_factory):
-    return generate(tmp_path_factory.mktemp("syn") / "indoor", preset="indoor", seed=0,
-                    dynamic_fraction=0.3, **TINY)
+    return generate(
+        tmp_path_factory.mktemp("syn") / "indoor",
+        preset="indoor",
+        seed=0,
+        dynamic_fraction=0.3,
+        **TINY,
+    )
 
 
 def _files(root):
@@ -50,8 +55,9 @@ def test_frames_are_textured_not_flat(indoor):
 
 def test_deterministic_for_a_seed(tmp_path, indoor):
     """Same seed: identical bytes, also when the scenes render in 2 worker processes."""
-    again = generate(tmp_path / "again", preset="indoor", seed=0, dynamic_fraction=0.3,
-                     **{**TINY, "workers": 2})
+    again = generate(
+        tmp_path / "again", preset="indoor", seed=0, dynamic_fraction=0.3, **{**TINY, "workers": 2}
+    )
     other = generate(tmp_path / "other", preset="indoor", seed=1, dynamic_fraction=0.3, **TINY)
     a, b, c = _files(indoor), _files(again), _files(other)
     assert a == b
@@ -76,8 +82,25 @@ def test_refuses_non_empty_folder_unless_overwrite(tmp_path):
 
 def test_outdoor_cli(tmp_path, capsys):
     out = tmp_path / "street"
-    assert main(["--preset", "outdoor", "--out", str(out), "--size", "24", "64", "--scenes", "1",
-                 "--frames", "4", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "--preset",
+                "outdoor",
+                "--out",
+                str(out),
+                "--size",
+                "24",
+                "64",
+                "--scenes",
+                "1",
+                "--frames",
+                "4",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "wrote" in capsys.readouterr().out
     depth = np.load(out / "testing/depth/test_00_000000.npy")
     assert depth.shape == (24, 64) and (depth == 0).any()  # sky has no depth
@@ -91,8 +114,9 @@ def test_depth_is_exact_z_depth():
     including off-centre ones (z-depth, not ray length); a sphere's nearest point is d - r."""
     K = np.array([[20.0, 0, 15.5], [0, 20.0, 11.5], [0, 0, 1]])
     room = Prim("box", np.zeros(3, np.float32), np.array([40, 40, 5], np.float32), inside=True)
-    ball = Prim("ellipsoid", np.array([0, 0, 3], np.float32), np.full(3, 0.5, np.float32),
-                dynamic=True)
+    ball = Prim(
+        "ellipsoid", np.array([0, 0, 3], np.float32), np.full(3, 0.5, np.float32), dynamic=True
+    )
     sky = lambda d: np.zeros((len(d), 3), np.float32)  # noqa: E731
     f = render([room, ball], K, (24, 32), np.eye(3), np.zeros(3), np.array([0, -1, 0]), sky)
     np.testing.assert_allclose(f.depth[0], 5.0, rtol=1e-5)

@@ -171,10 +171,17 @@ class _EvalFolder(Dataset):
 class ValFolder(_EvalFolder):
     """Frames of ``ROOT/training/<val.txt scenes>`` that have GT depth; name "<scene>/<stem>"."""
 
-    def __init__(self, root, *, image_size=(128, 160), dataset: str = "synthetic",
-                 full_check: bool = False):
-        scenes = validate_layout(root, "val", sequence_length=None, use_pseudo_depth=False,
-                                 require_gt=True, full_check=full_check)
+    def __init__(
+        self, root, *, image_size=(128, 160), dataset: str = "synthetic", full_check: bool = False
+    ):
+        scenes = validate_layout(
+            root,
+            "val",
+            sequence_length=None,
+            use_pseudo_depth=False,
+            require_gt=True,
+            full_check=full_check,
+        )
         records = [
             (f"{s.name}/{f.stem}", f, d, m)
             for s in scenes
@@ -189,7 +196,8 @@ class TestFolder(_EvalFolder):
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, root, *, image_size=(128, 160), dataset: str = "synthetic",
-                 full_check: bool = False):
+    def __init__(
+        self, root, *, image_size=(128, 160), dataset: str = "synthetic", full_check: bool = False
+    ):
         samples = validate_testing(root, full_check=full_check)
         super().__init__(image_size, dataset, [(s.name, s.color, s.depth, s.mask) for s in samples])

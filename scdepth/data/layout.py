@@ -241,8 +241,9 @@ def validate_layout(
         raise ValueError(f"skip_frames must be >= 1, got {skip_frames}")
     scenes = []
     for name in read_scene_list(training, split):
-        scene = load_scene(training / name, use_pseudo_depth=use_pseudo_depth,
-                           full_check=full_check)
+        scene = load_scene(
+            training / name, use_pseudo_depth=use_pseudo_depth, full_check=full_check
+        )
         need = 1 if sequence_length is None else (sequence_length - 1) * skip_frames + 1
         if len(scene.frames) < need:
             raise DatasetError(

@@ -24,8 +24,9 @@ from .transforms import Augmentation, adjust_intrinsics
 def intrinsics_from_fov(fov_deg: float, size) -> np.ndarray:
     """Pinhole K with square pixels and the principal point at the centre; fov across W."""
     if not 1.0 < fov_deg < 179.0:
-        raise ValueError(f"--fov must be a horizontal field of view in degrees in (1, 179), "
-                         f"got {fov_deg}")
+        raise ValueError(
+            f"--fov must be a horizontal field of view in degrees in (1, 179), got {fov_deg}"
+        )
     h, w = size
     f = (w / 2) / np.tan(np.radians(fov_deg) / 2)
     return np.array([[f, 0, (w - 1) / 2], [0, f, (h - 1) / 2], [0, 0, 1]])
@@ -111,8 +112,9 @@ def prepare(
     count, frames = read_source(Path(source))
     out.mkdir(parents=True, exist_ok=True)
     kept, last, src_size = 0, None, None
-    for i, img in tqdm(frames, total=count, desc=f"prepare {scene}", unit="frame",
-                       disable=not progress):
+    for i, img in tqdm(
+        frames, total=count, desc=f"prepare {scene}", unit="frame", disable=not progress
+    ):
         if i % stride:
             continue
         if src_size is None:
@@ -132,8 +134,9 @@ def prepare(
     if kept == 0:
         shutil.rmtree(out)
         raise DatasetError(f"{source}: no frames could be read")
-    np.savetxt(out / "cam.txt", adjust_intrinsics(K_src, src_size, size, Augmentation()),
-               fmt="%.6f")
+    np.savetxt(
+        out / "cam.txt", adjust_intrinsics(K_src, src_size, size, Augmentation()), fmt="%.6f"
+    )
     listing = Path(root) / "training" / f"{split}.txt"
     names = listing.read_text().split() if listing.is_file() else []
     if scene not in names:
@@ -154,8 +157,12 @@ def main(argv=None) -> int:
     ap.add_argument("--cx", type=float, help="default: the image centre")
     ap.add_argument("--cy", type=float, help="default: the image centre")
     ap.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="output size")
-    ap.add_argument("--static-threshold", type=float, default=1.0,
-                    help="drop frames whose mean |grey difference| to the last kept is below")
+    ap.add_argument(
+        "--static-threshold",
+        type=float,
+        default=1.0,
+        help="drop frames whose mean |grey difference| to the last kept is below",
+    )
     ap.add_argument("--stride", type=int, default=1, help="use every N-th source frame")
     ap.add_argument("--ext", choices=("jpg", "png"), default="jpg")
     ap.add_argument("--split", choices=("train", "val"), default="train")
@@ -168,9 +175,20 @@ def main(argv=None) -> int:
         K = read_intrinsics(Path(a.cam)) if a.cam else None
         if a.fx is not None:
             K = _k_from_values(a.source, a.fx, a.fy, a.cx, a.cy)
-        out = prepare(a.source, a.root, a.scene, K=K, fov=a.fov, image_size=a.size,
-                      static_threshold=a.static_threshold, stride=a.stride, ext=a.ext,
-                      split=a.split, overwrite=a.overwrite, progress=not a.no_progress)
+        out = prepare(
+            a.source,
+            a.root,
+            a.scene,
+            K=K,
+            fov=a.fov,
+            image_size=a.size,
+            static_threshold=a.static_threshold,
+            stride=a.stride,
+            ext=a.ext,
+            split=a.split,
+            overwrite=a.overwrite,
+            progress=not a.no_progress,
+        )
     except (ValueError, FileNotFoundError, FileExistsError) as e:
         ap.error(str(e))
     print(f"wrote {out} ({len(list_files(out))} frames)")

@@ -105,8 +105,14 @@ def find_scenes(root: Path) -> list[Path]:
 
 @torch.no_grad()
 def _predict(net, images, input_size, output, device):
-    x = torch.from_numpy(np.stack([cv2.resize(im, (input_size[1], input_size[0]),
-                                              interpolation=cv2.INTER_AREA) for im in images]))
+    x = torch.from_numpy(
+        np.stack(
+            [
+                cv2.resize(im, (input_size[1], input_size[0]), interpolation=cv2.INTER_AREA)
+                for im in images
+            ]
+        )
+    )
     x = x.permute(0, 3, 1, 2).float().div(255).to(device)
     mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
@@ -119,28 +125,48 @@ def _predict(net, images, input_size, output, device):
         raise PseudoDepthError(f"model output must be [B, H, W] or [B, 1, H, W], got {[*y.shape]}")
     out = []
     for im, yi in zip(images, y, strict=True):
-        yi = F.interpolate(yi[None].float(), size=im.shape[:2], mode="bilinear",
-                           align_corners=False)[0, 0].cpu().numpy()
+        yi = (
+            F.interpolate(
+                yi[None].float(), size=im.shape[:2], mode="bilinear", align_corners=False
+            )[0, 0]
+            .cpu()
+            .numpy()
+        )
         if not np.isfinite(yi).all():
             raise PseudoDepthError("model output contains non-finite values")
         out.append(to_uint16(to_relative_depth(yi, output)))
     return out
 
 
-def fill_pseudo_depth(root, net, *, input_size=(256, 320), output: str = "depth",
-                      batch_size: int = 8, overwrite: bool = False, device: str = "cpu",
-                      progress: bool = True) -> list[Path]:
+def fill_pseudo_depth(
+    root,
+    net,
+    *,
+    input_size=(256, 320),
+    output: str = "depth",
+    batch_size: int = 8,
+    overwrite: bool = False,
+    device: str = "cpu",
+    progress: bool = True,
+) -> list[Path]:
     """Write ``leres_depth/<frame stem>.png`` for every frame of every scene of ``root``."""
     if output not in ("depth", "disparity"):
         raise ValueError(f"--output must be depth or disparity, got {output!r}")
     scenes = find_scenes(Path(root))
-    taken = [s / "leres_depth" for s in scenes if (s / "leres_depth").is_dir()
-             and any((s / "leres_depth").iterdir())]
+    taken = [
+        s / "leres_depth"
+        for s in scenes
+        if (s / "leres_depth").is_dir() and any((s / "leres_depth").iterdir())
+    ]
     if taken and not overwrite:
         raise FileExistsError(f"{taken[0]}: already holds pseudo-depth; pass --overwrite")
     frames = {s: list_files(s) for s in scenes}
-    bar = tqdm(total=sum(map(len, frames.values())), desc="pseudo-depth", unit="frame",
-               disable=not progress)
+    bar = tqdm(
+        total=sum(map(len, frames.values())),
+        desc="pseudo-depth",
+        unit="frame",
+        disable=not progress,
+    )
     with bar:
         for scene, files in frames.items():
             out = scene / "leres_depth"
@@ -155,8 +181,9 @@ def fill_pseudo_depth(root, net, *, input_size=(256, 320), output: str = "depth"
                     if img is None:
                         raise PseudoDepthError(f"{f}: cannot be read as an image")
                     images.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
-                for f, d in zip(chunk, _predict(net, images, input_size, output, device),
-                                strict=True):
+                for f, d in zip(
+                    chunk, _predict(net, images, input_size, output, device), strict=True
+                ):
                     cv2.imwrite(str(out / f"{f.stem}.png"), d)
                 bar.update(len(chunk))
     return scenes
@@ -168,8 +195,12 @@ def main(argv=None) -> int:
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", help="TorchScript file")
     src.add_argument("--hub", help="torch.hub entry as repo:entry")
-    ap.add_argument("--output", choices=("depth", "disparity"), default="depth",
-                    help="what the model predicts (MiDaS/DPT: disparity)")
+    ap.add_argument(
+        "--output",
+        choices=("depth", "disparity"),
+        default="depth",
+        help="what the model predicts (MiDaS/DPT: disparity)",
+    )
     ap.add_argument("--input-size", type=int, nargs=2, default=(256, 320), metavar=("H", "W"))
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--device", default="cpu")
@@ -180,9 +211,16 @@ def main(argv=None) -> int:
         ap.error("--input-size must be >= 8 and --batch-size >= 1")
     try:
         net = load_model(a.model, a.hub, a.device)
-        scenes = fill_pseudo_depth(a.root, net, input_size=a.input_size, output=a.output,
-                                   batch_size=a.batch_size, overwrite=a.overwrite,
-                                   device=a.device, progress=not a.no_progress)
+        scenes = fill_pseudo_depth(
+            a.root,
+            net,
+            input_size=a.input_size,
+            output=a.output,
+            batch_size=a.batch_size,
+            overwrite=a.overwrite,
+            device=a.device,
+            progress=not a.no_progress,
+        )
     except (ValueError, FileExistsError, PseudoDepthError) as e:
         ap.error(str(e))
     print(f"wrote leres_depth/ for {len(scenes)} scene(s)")

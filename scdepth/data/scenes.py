@@ -87,8 +87,16 @@ def _person(rng, floor, x_range, z_range, start, speed, heading, seed):
         def part(lat, fwd, y, radii, tex, colors, s):
             cx = x + lat * side[0] + fwd * f[0]
             cz = z + lat * side[1] + fwd * f[1]
-            return _ell((cx, y, cz), radii, yaw=yaw, texture=tex, colors=colors,
-                        scale=0.15, seed=seed + s, dynamic=True)
+            return _ell(
+                (cx, y, cz),
+                radii,
+                yaw=yaw,
+                texture=tex,
+                colors=colors,
+                scale=0.15,
+                seed=seed + s,
+                dynamic=True,
+            )
 
         dark = tuple(c * 0.5 for c in trousers)
         return [
@@ -110,13 +118,31 @@ def indoor(rng, size, n_frames, dynamic_fraction) -> Setup:
     zc = z0 + hz
     wall_tex = ["stripes", "bricks", "noise"][rng.integers(3)]
     static = [
-        _box((0, floor - hy, zc), (hx, hy, hz), inside=True, texture=wall_tex,
-             colors=(_color(rng, 0.5, 0.95), _color(rng, 0.3, 0.7)), scale=0.25, seed=1),
-        _box((0, floor - 0.005, zc), (hx - 0.01, 0.005, hz - 0.01),
-             texture=["planks", "tiles"][rng.integers(2)],
-             colors=(_color(rng, 0.3, 0.8), _color(rng, 0.1, 0.5)), scale=0.6, seed=2),
-        _box((0, floor - 2 * hy + 0.005, zc), (hx - 0.01, 0.005, hz - 0.01), texture="tiles",
-             colors=((0.9, 0.9, 0.88), (0.7, 0.7, 0.7)), scale=0.6, seed=3),
+        _box(
+            (0, floor - hy, zc),
+            (hx, hy, hz),
+            inside=True,
+            texture=wall_tex,
+            colors=(_color(rng, 0.5, 0.95), _color(rng, 0.3, 0.7)),
+            scale=0.25,
+            seed=1,
+        ),
+        _box(
+            (0, floor - 0.005, zc),
+            (hx - 0.01, 0.005, hz - 0.01),
+            texture=["planks", "tiles"][rng.integers(2)],
+            colors=(_color(rng, 0.3, 0.8), _color(rng, 0.1, 0.5)),
+            scale=0.6,
+            seed=2,
+        ),
+        _box(
+            (0, floor - 2 * hy + 0.005, zc),
+            (hx - 0.01, 0.005, hz - 0.01),
+            texture="tiles",
+            colors=((0.9, 0.9, 0.88), (0.7, 0.7, 0.7)),
+            scale=0.6,
+            seed=3,
+        ),
     ]
     for i in range(int(rng.integers(4, 7))):  # furniture against the side and far walls
         w, h, d = rng.uniform(0.5, 1.6), rng.uniform(0.5, 1.9), rng.uniform(0.4, 0.9)
@@ -125,15 +151,28 @@ def indoor(rng, size, n_frames, dynamic_fraction) -> Setup:
         else:
             cx, cz = (hx - d - 0.02) * (1 if i % 3 else -1), rng.uniform(z0 + 1, z0 + 2 * hz - 1)
             w, d = d, w
-        static.append(_box((cx, floor - h / 2, cz), (w / 2, h / 2, d / 2),
-                           texture=["planks", "noise", "tiles", "bricks"][rng.integers(4)],
-                           colors=(_color(rng), _color(rng, 0.05, 0.5)),
-                           scale=0.2, seed=10 + i))
+        static.append(
+            _box(
+                (cx, floor - h / 2, cz),
+                (w / 2, h / 2, d / 2),
+                texture=["planks", "noise", "tiles", "bricks"][rng.integers(4)],
+                colors=(_color(rng), _color(rng, 0.05, 0.5)),
+                scale=0.2,
+                seed=10 + i,
+            )
+        )
     for i in range(3):  # posters: strong features at eye height
         side = 1 if i % 2 else -1
-        static.append(_box((side * (hx - 0.01), floor - 1.5, rng.uniform(z0 + 2, z0 + 2 * hz - 1)),
-                           (0.01, rng.uniform(0.2, 0.4), rng.uniform(0.3, 0.6)), texture="noise",
-                           colors=(_color(rng), _color(rng)), scale=0.08, seed=30 + i))
+        static.append(
+            _box(
+                (side * (hx - 0.01), floor - 1.5, rng.uniform(z0 + 2, z0 + 2 * hz - 1)),
+                (0.01, rng.uniform(0.2, 0.4), rng.uniform(0.3, 0.6)),
+                texture="noise",
+                colors=(_color(rng), _color(rng)),
+                scale=0.08,
+                seed=30 + i,
+            )
+        )
     setup = Setup(K, static, sky=lambda d: np.full((len(d), 3), 0.5, np.float32))
     cam_z = rng.uniform(-1.4, -0.6)
     if dynamic_fraction > 0:
@@ -144,9 +183,18 @@ def indoor(rng, size, n_frames, dynamic_fraction) -> Setup:
             # walk to and fro across the field of view at that distance (62 deg: +-0.6 z)
             half = min(hx - 0.7, 0.6 * (z - cam_z))
             heading = rng.uniform(-0.5, 0.5) + (np.pi if rng.random() < 0.5 else 0)
-            setup.movers.append(_person(
-                rng, floor, (-half, half), (0.8, z0 + 2 * hz - 1.0),
-                (rng.uniform(-half, half), z), rng.uniform(0.04, 0.08), heading, 100 + 10 * j))
+            setup.movers.append(
+                _person(
+                    rng,
+                    floor,
+                    (-half, half),
+                    (0.8, z0 + 2 * hz - 1.0),
+                    (rng.uniform(-half, half), z),
+                    rng.uniform(0.04, 0.08),
+                    heading,
+                    100 + 10 * j,
+                )
+            )
     # hand-held camera: slow drift, jitter, panning
     drift = rng.normal(size=2)
     drift *= rng.uniform(0.015, 0.035) / np.linalg.norm(drift)
@@ -158,8 +206,10 @@ def indoor(rng, size, n_frames, dynamic_fraction) -> Setup:
     yaw = rng.uniform(-0.2, 0.2) + _sines(rng, n_frames, 0.25, (60, 120))
     pitch = 0.08 + _sines(rng, n_frames, 0.04, (40, 90))
     roll = _sines(rng, n_frames, 0.02, (30, 70))
-    setup.poses = [(rotation(yaw[i], -pitch[i], roll[i]), np.array([x[i], y[i], z[i]]))
-                   for i in range(n_frames)]
+    setup.poses = [
+        (rotation(yaw[i], -pitch[i], roll[i]), np.array([x[i], y[i], z[i]]))
+        for i in range(n_frames)
+    ]
     return setup
 
 
@@ -167,10 +217,26 @@ def _car(center, yaw, color, seed, dynamic):
     x, y, z = center  # y: road height
     glass = (0.12, 0.15, 0.2)
     return [
-        _box((x, y - 0.55, z), (0.9, 0.4, 2.1), yaw=yaw, texture="noise", colors=(color, glass),
-             scale=0.7, seed=seed, dynamic=dynamic),
-        _box((x, y - 1.2, z + 0.2), (0.8, 0.3, 1.1), yaw=yaw, texture="stripes",
-             colors=(glass, color), scale=0.4, seed=seed + 1, dynamic=dynamic),
+        _box(
+            (x, y - 0.55, z),
+            (0.9, 0.4, 2.1),
+            yaw=yaw,
+            texture="noise",
+            colors=(color, glass),
+            scale=0.7,
+            seed=seed,
+            dynamic=dynamic,
+        ),
+        _box(
+            (x, y - 1.2, z + 0.2),
+            (0.8, 0.3, 1.1),
+            yaw=yaw,
+            texture="stripes",
+            colors=(glass, color),
+            scale=0.4,
+            seed=seed + 1,
+            dynamic=dynamic,
+        ),
     ]
 
 
@@ -196,25 +262,56 @@ def outdoor(rng, size, n_frames, dynamic_fraction) -> Setup:
     length = n_frames * speed + 250
     zc = length / 2 - 40
     static = [
-        _box((0, road_y + 0.5, zc), (7, 0.5, length), texture="road",
-             colors=((0.35, 0.35, 0.37), (0.2, 0.2, 0.22)), seed=1),
-        _box((0, road_y + 0.5, zc), (200, 0.5 - 0.001, length), texture="noise",
-             colors=((0.25, 0.45, 0.15), (0.4, 0.35, 0.2)), scale=0.5, seed=2),
+        _box(
+            (0, road_y + 0.5, zc),
+            (7, 0.5, length),
+            texture="road",
+            colors=((0.35, 0.35, 0.37), (0.2, 0.2, 0.22)),
+            seed=1,
+        ),
+        _box(
+            (0, road_y + 0.5, zc),
+            (200, 0.5 - 0.001, length),
+            texture="noise",
+            colors=((0.25, 0.45, 0.15), (0.4, 0.35, 0.2)),
+            scale=0.5,
+            seed=2,
+        ),
     ]
     for side in (-1, 1):
-        static.append(_box((side * 9, road_y + 0.5 - 0.15, zc), (2, 0.5, length), texture="tiles",
-                           colors=((0.7, 0.68, 0.65), (0.5, 0.5, 0.5)), scale=0.8, seed=3 + side))
+        static.append(
+            _box(
+                (side * 9, road_y + 0.5 - 0.15, zc),
+                (2, 0.5, length),
+                texture="tiles",
+                colors=((0.7, 0.68, 0.65), (0.5, 0.5, 0.5)),
+                scale=0.8,
+                seed=3 + side,
+            )
+        )
         z = -40.0
         while z < length - 40:  # facades of buildings of varying set-back, width and height
             w, h, x0 = rng.uniform(8, 22), rng.uniform(6, 20), 11 + rng.uniform(0, 2.5)
             colors = (_color(rng, 0.4, 0.9), _color(rng, 0.2, 0.6))
-            static.append(_box((side * (x0 + 5), road_y - h / 2, z + w / 2), (5, h / 2, w / 2),
-                               texture="facade", colors=colors, seed=int(rng.integers(1 << 20))))
+            static.append(
+                _box(
+                    (side * (x0 + 5), road_y - h / 2, z + w / 2),
+                    (5, h / 2, w / 2),
+                    texture="facade",
+                    colors=colors,
+                    seed=int(rng.integers(1 << 20)),
+                )
+            )
             z += w + rng.uniform(0, 5)
         z = rng.uniform(-10, 10)
         while z < n_frames * speed + 60:  # parked cars along the kerb
-            static += _car((side * 6.1, road_y, z), rng.uniform(-0.05, 0.05), _color(rng),
-                           int(rng.integers(1 << 20)), False)
+            static += _car(
+                (side * 6.1, road_y, z),
+                rng.uniform(-0.05, 0.05),
+                _color(rng),
+                int(rng.integers(1 << 20)),
+                False,
+            )
             z += rng.uniform(6, 18)
     setup = Setup(K, static, light=np.array([-0.4, -0.8, 0.3]), sky=_sky(rng))
     if dynamic_fraction > 0:
@@ -227,8 +324,9 @@ def outdoor(rng, size, n_frames, dynamic_fraction) -> Setup:
             v = speed + rng.uniform(max(-0.15, (5 - z_start) / n_frames), 0.15)
             color, seed = _color(rng), int(rng.integers(1 << 20))
             setup.movers.append(
-                lambda t, x=lanes[j % 3], z0=z_start, v=v, c=color, s=seed:
-                _car((x, road_y, z0 + v * t), 0.0, c, s, True)
+                lambda t, x=lanes[j % 3], z0=z_start, v=v, c=color, s=seed: _car(
+                    (x, road_y, z0 + v * t), 0.0, c, s, True
+                )
             )
         # an oncoming car in the far lane that passes the camera
         zo, vo = rng.uniform(20, 20 + n_frames * speed), -rng.uniform(0.6, 1.0)
@@ -239,8 +337,10 @@ def outdoor(rng, size, n_frames, dynamic_fraction) -> Setup:
     pitch = _sines(rng, n_frames, 0.01, (20, 50))
     x = _sines(rng, n_frames, 0.15, (50, 120))
     y = _sines(rng, n_frames, 0.01, (8, 15))
-    setup.poses = [(rotation(yaw[i], pitch[i], 0.0), np.array([x[i], y[i], speed * t[i]]))
-                   for i in range(n_frames)]
+    setup.poses = [
+        (rotation(yaw[i], pitch[i], 0.0), np.array([x[i], y[i], speed * t[i]]))
+        for i in range(n_frames)
+    ]
     return setup
 
 

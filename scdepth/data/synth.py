@@ -84,8 +84,16 @@ def _render_scene(setup, size, n_frames, exposure_change, supersample, rng, tick
     gain = np.exp(np.cumsum(rng.normal(0, exposure_change, n_frames))) if exposure_change else None
     for t in range(n_frames):
         R, c = setup.poses[t]
-        f = render(setup.prims(t), setup.K, size, R, c, setup.light / np.linalg.norm(setup.light),
-                   setup.sky, ss=supersample)
+        f = render(
+            setup.prims(t),
+            setup.K,
+            size,
+            R,
+            c,
+            setup.light / np.linalg.norm(setup.light),
+            setup.sky,
+            ss=supersample,
+        )
         rgb = f.rgb if gain is None else f.rgb * np.clip(gain[t], 0.6, 1.6)
         tick(1)
         yield _to_uint8(rgb), f.depth, f.dynamic, simulate_pseudo_depth(f.depth, rng)
@@ -121,15 +129,27 @@ def _write_scene(out: Path, name: str, K, frames):
         yield t, float(dyn.mean()), (rgb, depth, pseudo, dyn)
 
 
-def _make_scene(out, name, ss, preset, image_size, n_frames, dynamic_fraction,
-                exposure_change, supersample, tick):
+def _make_scene(
+    out,
+    name,
+    ss,
+    preset,
+    image_size,
+    n_frames,
+    dynamic_fraction,
+    exposure_change,
+    supersample,
+    tick,
+):
     """Render and write one scene: [(share of dynamic pixels, contact-sheet sample | None)]."""
     rng = np.random.default_rng(ss)
     setup = PRESETS[preset](rng, image_size, n_frames, dynamic_fraction)
     frames = _render_scene(setup, image_size, n_frames, exposure_change, supersample, rng, tick)
     every = max(1, n_frames // 4)
-    return [(share, sample if name.startswith("test") and t % every == 0 else None)
-            for t, share, sample in _write_scene(out, name, setup.K, frames)]
+    return [
+        (share, sample if name.startswith("test") and t % every == 0 else None)
+        for t, share, sample in _write_scene(out, name, setup.K, frames)
+    ]
 
 
 _PROGRESS = None  # a worker process's queue of rendered-frame counts
@@ -149,8 +169,9 @@ def _run_parallel(jobs, workers, bar):
     help). 'spawn' avoids forking a parent whose thread pools (torch, OpenCV) are running."""
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(q,)) as pool:
+    with ProcessPoolExecutor(
+        workers, mp_context=ctx, initializer=_init_worker, initargs=(q,)
+    ) as pool:
         futures = [pool.submit(_worker, job) for job in jobs]
         while not all(f.done() for f in futures):
             try:
@@ -167,8 +188,9 @@ def _run_parallel(jobs, workers, bar):
     return results
 
 
-def _check_args(preset, image_size, num_scenes, frames_per_scene, dynamic_fraction,
-                exposure_change):
+def _check_args(
+    preset, image_size, num_scenes, frames_per_scene, dynamic_fraction, exposure_change
+):
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
     if len(image_size) != 2 or min(image_size) < 16:
@@ -209,8 +231,7 @@ def generate(
     image_size = tuple(int(v) for v in (image_size or DEFAULT_SIZE.get(preset, (128, 160))))
     if dynamic_fraction is None:
         dynamic_fraction = DEFAULT_DYNAMIC.get(preset, 0.2)
-    _check_args(preset, image_size, num_scenes, frames_per_scene, dynamic_fraction,
-                exposure_change)
+    _check_args(preset, image_size, num_scenes, frames_per_scene, dynamic_fraction, exposure_change)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out}: exists and is not a folder")
@@ -223,13 +244,32 @@ def generate(
     training = out / "training"
     names = [f"scene_{i:02d}" for i in range(num_scenes)] + ["val_00", "test_00"]
     seeds = np.random.SeedSequence(seed).spawn(len(names))
-    jobs = [(out, name, ss, preset, image_size, frames_per_scene, dynamic_fraction,
-             exposure_change, supersample) for name, ss in zip(names, seeds, strict=True)]
+    jobs = [
+        (
+            out,
+            name,
+            ss,
+            preset,
+            image_size,
+            frames_per_scene,
+            dynamic_fraction,
+            exposure_change,
+            supersample,
+        )
+        for name, ss in zip(names, seeds, strict=True)
+    ]
     workers = min(len(jobs), workers or os.cpu_count() or 1)
-    with tqdm(total=frames_per_scene * len(names), desc=f"scdepth-synth {preset}", unit="frame",
-              disable=not progress) as bar:
-        per_scene = _run_parallel(jobs, workers, bar) if workers > 1 else \
-            [_make_scene(*job, bar.update) for job in jobs]
+    with tqdm(
+        total=frames_per_scene * len(names),
+        desc=f"scdepth-synth {preset}",
+        unit="frame",
+        disable=not progress,
+    ) as bar:
+        per_scene = (
+            _run_parallel(jobs, workers, bar)
+            if workers > 1
+            else [_make_scene(*job, bar.update) for job in jobs]
+        )
     per_frame = [row for rows in per_scene for row in rows]
     dyn_pixels = [share for share, _ in per_frame]
     sheet = [sample for _, sample in per_frame if sample is not None]
@@ -237,10 +277,15 @@ def generate(
     (training / "val.txt").write_text("val_00\n")
     contact_sheet(sheet[:4], out / "contact_sheet.png")
     meta = {
-        "preset": preset, "seed": seed, "image_size": list(image_size), "num_scenes": num_scenes,
-        "frames_per_scene": frames_per_scene, "dynamic_fraction": dynamic_fraction,
+        "preset": preset,
+        "seed": seed,
+        "image_size": list(image_size),
+        "num_scenes": num_scenes,
+        "frames_per_scene": frames_per_scene,
+        "dynamic_fraction": dynamic_fraction,
         "measured_dynamic_fraction": round(float(np.mean(dyn_pixels)), 4),
-        "exposure_change": exposure_change, "supersample": supersample,
+        "exposure_change": exposure_change,
+        "supersample": supersample,
         "depth": "float32 metres in .npy, 0 = no surface",
     }
     (out / "synth.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -262,10 +307,19 @@ def main(argv=None) -> int:
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
     try:
-        out = generate(a.out, preset=a.preset, seed=a.seed, image_size=a.size,
-                       num_scenes=a.scenes, frames_per_scene=a.frames,
-                       dynamic_fraction=a.dynamic_fraction, exposure_change=a.exposure_change,
-                       workers=a.workers, overwrite=a.overwrite, progress=not a.no_progress)
+        out = generate(
+            a.out,
+            preset=a.preset,
+            seed=a.seed,
+            image_size=a.size,
+            num_scenes=a.scenes,
+            frames_per_scene=a.frames,
+            dynamic_fraction=a.dynamic_fraction,
+            exposure_change=a.exposure_change,
+            workers=a.workers,
+            overwrite=a.overwrite,
+            progress=not a.no_progress,
+        )
     except (ValueError, FileExistsError) as e:
         ap.error(str(e))
     print(f"wrote {out}")

@@ -104,7 +104,7 @@ def facade(uv, fp, p, cell=(3.0, 3.2)):
     fu, fv = uv[:, 0] / cell[0], uv[:, 1] / cell[1]
     fu, fv = fu - np.floor(fu), fv - np.floor(fv)
     window = (np.abs(fu - 0.5) < 0.28) & (np.abs(fv - 0.5) < 0.3)
-    glass = (np.array([0.15, 0.2, 0.28], np.float32) + 0.25 * fbm(uv, fp, p.seed + 11)[:, None])
+    glass = np.array([0.15, 0.2, 0.28], np.float32) + 0.25 * fbm(uv, fp, p.seed + 11)[:, None]
     return np.where(window[:, None], np.clip(glass, 0, 1), wall)
 
 
