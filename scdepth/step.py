@@ -41,17 +41,18 @@ def compute_losses(depth_net, pose_net, batch, cfg, ops, step, *, amp_dtype=None
     tgt, refs = batch["tgt"], batch["refs"]
     with torch.autocast(tgt.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
         tgt_depth, ref_depths, poses, poses_inv = predict(depth_net, pose_net, tgt, refs)
+    tgt_depth = full_precision(tgt_depth)
     total, terms = loss_terms(
         ops,
         cfg,
         batch,
-        full_precision(tgt_depth),
+        tgt_depth,
         [full_precision(d) for d in ref_depths],
         [full_precision(v) for v in poses],
         [full_precision(v) for v in poses_inv],
         step,
     )
-    return total, terms, full_precision(tgt_depth)
+    return total, terms, tgt_depth
 
 
 def loss_terms(ops, cfg, batch, tgt_depth, ref_depths, poses, poses_inv, step):

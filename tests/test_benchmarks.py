@@ -42,17 +42,7 @@ def test_public_ssim_of_identical_images_is_zero():
 @pytest.mark.parametrize("method", ["v1", "v3"])
 def test_public_loss_stack_runs_and_reaches_depths_and_poses(method):
     b = tiny_batch()
-    total, terms = public_baseline.loss_stack(
-        method,
-        b["tgt"],
-        b["refs"],
-        b["tgt_depth"],
-        b["ref_depths"],
-        b["poses"],
-        b["poses_inv"],
-        b["K"],
-        b["pseudo_depth"],
-    )
+    total, terms = bench_losses.public(method, b)
     assert torch.isfinite(total) and all(torch.isfinite(v) for v in terms.values())
     total.backward()
     for t in [b["tgt_depth"], *b["ref_depths"], *b["poses"], *b["poses_inv"]]:
