@@ -219,6 +219,17 @@ def test_bad_arguments_raise_clear_errors(op, change, error, words):
         assert w in str(info.value)
 
 
+@pytest.mark.parametrize("op", [ops.inverse_warp, reference.inverse_warp], ids=["ext", "ref"])
+def test_intrinsics_invertible_only_in_float64_are_rejected_in_float32(op):
+    # det = 1e-40 is a float32 denormal: the float32 inverse overflows, the float64 one does not
+    src, depth, pose, K = warp_inputs(B=2, C=1, H=4, W=5, seed=14)
+    K[1] = torch.diag(torch.tensor([1e-20, 1e-20, 1.0], dtype=torch.float64))
+    warped, _, valid = op(src, depth, pose, K)  # float64 takes it
+    assert torch.isfinite(warped).all()
+    with pytest.raises(ValueError, match=r"K\[1\] must be finite and invertible"):
+        op(*(t.float() for t in (src, depth, pose, K)))
+
+
 def test_raw_op_checks_arguments_too():
     src, depth, pose, K = warp_inputs(B=2, C=2, H=4, W=5, seed=13)
     with pytest.raises(ValueError, match="pose must be"):

@@ -56,19 +56,32 @@ def check_inverse_warp(src, depth, pose, K):
 
 
 def check_intrinsics(K):
-    """Every K[b] must be finite and invertible. Reads the values (one small device sync),
-    so it is skipped while torch.compile traces."""
+    """Every K[b] must be finite and invertible, in float64 and in the precision the kernels
+    invert it in (float32 unless K is float64): a float32 K such as diag(1e-20, 1e-20, 1) is
+    invertible in float64, but its float32 inverse overflows and every pixel would come out
+    invalid. Reads the values (one small device sync), so it is skipped while torch.compile
+    traces."""
     if torch.compiler.is_compiling() or K.numel() == 0 or K.device.type == "meta":
         return
     if K.dim() != 3 or tuple(K.shape[1:]) != (3, 3):
         return  # a shape error, reported by the op's own checks
-    k = K.detach().to(torch.float64).reshape(-1, 9)
-    a, b, c, d, e, f, g, h, i = k.unbind(1)
-    det = a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g)
-    bad = ~torch.isfinite(k).all(1) | (det == 0)
+    k = K.detach().reshape(-1, 9)
+    bad = ~torch.isfinite(k).all(1) | (_det_and_cofactors(k.double())[0] == 0)
+    det, cof = _det_and_cofactors(k.double() if K.dtype == torch.float64 else k.float())
+    bad |= ~torch.isfinite(cof * (1 / det).unsqueeze(1)).all(1)  # as the kernels do
     if bool(bad.any()):
         n = int(bad.nonzero()[0, 0])
         raise ValueError(f"K[{n}] must be finite and invertible, got {K[n].tolist()}")
+
+
+def _det_and_cofactors(k):
+    """det and the 9 entries of det K^-1 of row-major 3x3 matrices k [N, 9], in k's dtype
+    and in the order of csrc/warp/warp.h make_params."""
+    a, b, c, d, e, f, g, h, i = k.unbind(1)
+    A, B, C = e * i - f * h, f * g - d * i, d * h - e * g
+    cof = [A, c * h - b * i, b * f - c * e, B, a * i - c * g, c * d - a * f, C, b * g - a * h]
+    cof.append(a * e - b * d)
+    return a * A + b * B + c * C, torch.stack(cof, 1)
 
 
 MAX_PIXELS = 2**31 - 1  # csrc/ranking/pairs_args.h kMaxPixels
