@@ -230,6 +230,53 @@ def test_result_does_not_depend_on_the_thread_count():
     assert_all_close(one, many, rtol=1e-12, atol=1e-14)
 
 
+def reaching(bad, window, times=1):
+    """Pixels whose reflection-padded window (grown `times` times) holds a pixel of bad."""
+    p = window // 2
+    m = bad.double()
+    for _ in range(times):
+        m = F.max_pool2d(F.pad(m, (p,) * 4, mode="reflect"), window, 1)
+    return m > 0
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("value", [math.nan, math.inf, -1e30], ids=["nan", "inf", "huge"])
+@pytest.mark.parametrize("window", [3, 7])
+def test_a_wild_value_reaches_only_the_windows_that_hold_it(device, dtype, value, window):
+    """A NaN, inf or huge input spoils the outputs whose windows hold it and the gradients of
+    the pixels that share a window with it, and nothing more: the CPU kernels' sums over rows
+    must not carry it (or the rounding it leaves behind) to the rest of their band of rows."""
+    B, C, H, W = 2, 3, 70, 40  # several row bands per image, on any thread count
+    tgt, warped, weight = images(B=B, C=C, H=H, W=W, seed=21)
+    tgt[1, 1, 20, 7] = value
+    warped[0, 2, H - 1, W - 1] = value  # a corner: it also reaches through the reflection
+    grads = output_grads(tgt)
+    ours = run(
+        ops.photometric_error,
+        *(t.to(device=device, dtype=dtype) for t in (tgt, warped, weight, *grads)),
+        window=window,
+    )
+    ref = run(reference.photometric_error, tgt, warped, weight, *grads, window=window)
+    bad = ~torch.isfinite(tgt) | (tgt.abs() > 2) | ~torch.isfinite(warped) | (warped.abs() > 2)
+    bad = bad.any(1, keepdim=True)
+    outputs, sources = ~reaching(bad, window), ~reaching(bad, window, times=2)
+    tol = {torch.float64: 1e-10, torch.float32: 1e-4}[dtype]
+    for name, o, r, clean in zip(
+        ["photo", "l1", "grad_tgt", "grad_warped", "grad_weight"],
+        ours,
+        ref,
+        [outputs, ~bad, sources, sources, outputs],
+        strict=True,
+    ):
+        o, r = o.cpu().double(), r.double()
+        clean = clean.expand_as(r)
+        assert torch.isfinite(o[clean]).all(), f"{name}: non-finite outside the windows"
+        torch.testing.assert_close(
+            o[clean], r[clean], rtol=tol, atol=tol, msg=lambda m, name=name: f"{name}: {m}"
+        )
+
+
 def test_empty_batch():
     tgt, warped, weight = (t[:0] for t in images(B=1, H=5, W=6, seed=13))
     for w in (weight, None):

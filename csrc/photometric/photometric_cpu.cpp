@@ -1,14 +1,15 @@
 // CPU kernels of photometric_error: parallel over (image, band of rows) tasks. A task walks its
 // rows once, keeping running sums of the five statistics over the k padded rows of every padded
-// column (an add and a subtract per row step), and sums k of those column sums per output
-// pixel. Nothing image-sized is allocated besides the outputs: each task works in a few rows of
+// column (an add and a subtract per row step; a row with a NaN, an inf or a huge value is not
+// subtracted, the next window is summed afresh instead), and sums k of those column sums per
+// output pixel. Nothing image-sized is allocated besides the outputs: each task works in a few rows of
 // scratch. All arithmetic runs in row loops over plain arrays that gcc vectorises.
 //
 // Backward gathers (single writer, no atomics): a task owns a band of source rows, recomputes
 // the statistics of the output rows whose windows reach the band (p more on each side), turns
 // them into the four adjoint coefficient rows of photometric.h, and sums each coefficient over
 // the windows containing each source pixel: along the row with a k-tap stencil, then across
-// rows with a running sum over the last k + 1 rows, kept in a ring. Near the image edges the
+// rows with a sum over the last k rows, kept in a ring. Near the image edges the
 // reflection padding enters through reflect_multiplicity. Recomputing the statistics rather
 // than saving them moves fewer bytes and holds no memory between forward and backward (the
 // figures are in photometric_cuda.cu); on the CPU it also keeps the peak memory of
@@ -18,6 +19,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cmath>
 #include <type_traits>
 #include <vector>
 
@@ -72,6 +74,28 @@ void box_taps(int k, const T* c, T* o, int64_t n, T scale) {
   }
 }
 
+// o[i] = r[i] + r[stride + i] + ... + r[(K - 1) stride + i], i in [0, n): K rows in one pass.
+template <int K, typename T>
+void sum_rows(const T* __restrict__ r, int64_t stride, T* __restrict__ o, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    T acc = r[i];
+#pragma GCC unroll 16
+    for (int t = 1; t < K; ++t) acc += r[t * stride + i];
+    o[i] = acc;
+  }
+}
+
+template <typename T>
+void sum_rows(int k, const T* r, int64_t stride, T* o, int64_t n) {
+  switch (k) {
+    case 3: return sum_rows<3>(r, stride, o, n);
+    case 5: return sum_rows<5>(r, stride, o, n);
+    case 7: return sum_rows<7>(r, stride, o, n);
+    case 9: return sum_rows<9>(r, stride, o, n);
+    default: return sum_rows<kMaxWindow>(r, stride, o, n);  // k is checked: 11
+  }
+}
+
 // Column sums += products of padded rows (xa, ya), minus those of (xd, yd) when sliding.
 template <typename T>
 void add_products(int64_t n, const T* __restrict__ xa, const T* __restrict__ ya,
@@ -100,15 +124,10 @@ void slide_products(int64_t n, const T* __restrict__ xa, const T* __restrict__ y
   }
 }
 
-// dst += a * src; dst += add - drop.
+// dst += a * src.
 template <typename T>
 void axpy(int64_t n, T a, const T* __restrict__ src, T* __restrict__ dst) {
   for (int64_t i = 0; i < n; ++i) dst[i] += a * src[i];
-}
-
-template <typename T>
-void slide(int64_t n, const T* __restrict__ add, const T* __restrict__ drop, T* __restrict__ dst) {
-  for (int64_t i = 0; i < n; ++i) dst[i] += add[i] - drop[i];
 }
 
 // A row of the input in compute type T: the row itself when the types agree, else converted
@@ -213,6 +232,26 @@ void weight_grad_row(const S* __restrict__ gp, const T* __restrict__ acc, T inv_
 
 // ---- Window statistics.
 
+// Whether every value of a row is finite and at most kTameMax in magnitude, so that the row can
+// leave a running sum by subtraction. A NaN or inf would stay in the sums (inf - inf is NaN) and
+// spoil every later row of the band, and a huge value would take with it the small terms added
+// while it was in the window ((1e30² + s) - 1e30² = 0); such a row makes the next window be
+// summed afresh, so that only the windows that contain it see it, as in the reference. Below
+// kTameMax the drift of a float64 running sum of squares over a band is < 1e-8, far below
+// SSIM's C2, and 16-bit inputs keep exact squares in their float32 sums.
+constexpr double kTameMax = 1024.0;
+
+template <typename S>
+bool tame(const S* __restrict__ v, int64_t n) {
+  using T = at::opmath_type<S>;
+  // |=, not &&, and an integer as wide as T: the form gcc vectorises for float rows.
+  using I = std::conditional_t<sizeof(T) == 8, int64_t, int32_t>;
+  const T bound = static_cast<T>(kTameMax);
+  I wild = 0;
+  for (int64_t i = 0; i < n; ++i) wild |= static_cast<I>(!(std::abs(static_cast<T>(v[i])) <= bound));
+  return wild == 0;  // a NaN is not <= bound: wild
+}
+
 // The type of the running column sums. A running sum keeps the rounding error of every row it
 // has added and dropped, and σ² = E[x²] - μ² turns an absolute error of E[x²] into an error of
 // SSIM relative to C2 = 9e-4 (flat image regions). Float32 inputs are therefore summed in
@@ -243,10 +282,16 @@ class WindowSums {
     }
   }
 
-  // From the window of output row q - 1 to that of row q: add padded row q + p, drop q - p - 1.
+  // From the window of output row q - 1 to that of row q: add padded row q + p, drop q - p - 1
+  // (or sum afresh when row q - p - 1 may not leave by subtraction, see tame()).
   void advance(const S* x, const S* y, int64_t q) {
+    const int64_t s = reflect(q - p_ - 1, H_);
+    if (!tame(x + s * W_, W_) || !tame(y + s * W_, W_)) {
+      start(x, y, q);
+      return;
+    }
+    pad_row(x, y, s, drop_.data());
     pad_row(x, y, reflect(q + p_, H_), add_.data());
-    pad_row(x, y, reflect(q - p_ - 1, H_), drop_.data());
     Acc* c = col_.data();
     const Acc *a = add_.data(), *d = drop_.data();
     slide_products(Wp_, a, a + Wp_, d, d + Wp_, c, c + Wp_, c + 2 * Wp_, c + 3 * Wp_,
@@ -369,7 +414,7 @@ void backward_impl(const at::Tensor& grad_photo, const at::Tensor& grad_l1, cons
   using T = at::opmath_type<scalar_t>;
   const int64_t B = tgt.size(0), C = tgt.size(1), H = tgt.size(2), W = tgt.size(3);
   const int64_t HW = H * W, p = k / 2, L = W + 2 * (k - 1), W4 = 4 * W;
-  const int64_t ring_rows = k + 1;  // rows q - k .. q: the running sum drops row s - p - 1
+  const int64_t ring_rows = k;  // rows q - 2p .. q: those of the windows containing row q - p
   const T alpha = static_cast<T>(alpha_), inv_c = T(1) / T(C);
   const T inv_area = T(1) / T(k * k);
   const scalar_t* x = tgt.const_data_ptr<scalar_t>();
@@ -385,8 +430,8 @@ void backward_impl(const at::Tensor& grad_photo, const at::Tensor& grad_l1, cons
     WindowSums<T, scalar_t> sums(H, W, static_cast<int>(k));
     std::vector<T> m(5 * W), srow(W), xbuf(W), ybuf(W);
     std::vector<T> f(4 * L, T(0));           // coefficient rows, zero-padded (pads stay 0)
-    std::vector<T> ring(ring_rows * W4);     // row adjoints of the last k + 1 output rows
-    std::vector<T> run(W4), gv(W4);          // running window sum; gathered coefficients
+    std::vector<T> ring(ring_rows * W4);     // row adjoints of the last k output rows
+    std::vector<T> run(W4), gv(W4);          // window sum; gathered coefficients
     std::vector<T> gterm(bands.rows * W);    // dL/d photo_term per band row (as term_grad_row)
     std::vector<T> pw(w != nullptr ? bands.rows * W : 0);  // sum over channels of photo_term
     std::vector<T> gterm_q(W);
@@ -409,20 +454,18 @@ void backward_impl(const at::Tensor& grad_photo, const at::Tensor& grad_l1, cons
         const scalar_t* xc = x + plane;
         const scalar_t* yc = y + plane;
         // Source row s, once the ring holds every output row whose window contains it.
-        // run = plain sum of the row adjoints of rows s - p .. s + p inside the image,
-        // slid from row s - 1; rows within p of the top or bottom add the reflected windows.
+        // run = plain sum of the row adjoints of rows s - p .. s + p inside the image (away
+        // from the top and bottom: the whole ring), summed afresh for every row: a running sum
+        // would keep a NaN or the rounding of a huge value for the rest of the band. Rows
+        // within p of the top or bottom add the reflected windows.
         auto finish_row = [&](int64_t s) {
-          if (s == s0) {
+          if (s - p >= 0 && s + p < H) {
+            sum_rows(static_cast<int>(k), ring.data(), W4, run.data(), W4);
+          } else {
             std::fill(run.begin(), run.end(), T(0));
             for (int64_t q = std::max<int64_t>(0, s - p); q <= std::min(H - 1, s + p); ++q) {
               axpy(W4, T(1), ring_row(q), run.data());
             }
-          } else if (s + p < H && s - p - 1 >= 0) {
-            slide(W4, ring_row(s + p), ring_row(s - p - 1), run.data());
-          } else if (s + p < H) {
-            axpy(W4, T(1), ring_row(s + p), run.data());
-          } else if (s - p - 1 >= 0) {
-            axpy(W4, T(-1), ring_row(s - p - 1), run.data());
           }
           const T* g = run.data();
           if (s <= p || s >= H - 1 - p) {
