@@ -59,6 +59,23 @@ def save(state, path):
     _fsync_dir(path.parent)
 
 
+def link(src, dst):
+    """Makes `dst` the finished checkpoint `src` too, atomically, without writing its bytes
+    again: a hard link. save() only ever replaces a checkpoint with a new file, so `dst` keeps
+    this content when `src` is saved again. False (and `dst` untouched) where the file system
+    has no hard links: save there instead."""
+    dst = Path(dst)
+    tmp = dst.parent / f".{dst.name}.{os.getpid()}.link.tmp"
+    try:
+        tmp.unlink(missing_ok=True)
+        os.link(src, tmp)
+    except OSError:
+        return False
+    os.replace(tmp, dst)
+    _fsync_dir(dst.parent)
+    return True
+
+
 def _fsync_dir(folder):
     try:
         fd = os.open(folder, os.O_RDONLY)

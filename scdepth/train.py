@@ -290,7 +290,7 @@ def _train(cfg, out, dist, resume, progress):
                 improved = math.isfinite(score) and score < best
                 best = score if improved else best
                 save(last)
-                if improved or not best_path.exists():
+                if (improved or not best_path.exists()) and not checkpoint.link(last, best_path):
                     save(best_path)
             dist.barrier()
     finally:

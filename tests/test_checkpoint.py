@@ -65,3 +65,21 @@ def test_unwritable_folder_is_reported(tmp_path):
     blocker.write_text("not a folder")  # unwritable for root too, unlike a chmod
     with pytest.raises(checkpoint.CheckpointError, match="not writable"):
         checkpoint.check_writable(blocker / "out")
+
+
+def test_link_keeps_the_linked_content_when_the_source_is_saved_again(tmp_path, monkeypatch):
+    last, best = tmp_path / "last.pt", tmp_path / "best.pt"
+    checkpoint.save({"step": 1}, best)
+    checkpoint.save({"step": 2}, last)
+    assert checkpoint.link(last, best)
+    checkpoint.save({"step": 3}, last)
+    assert checkpoint.load(best)["step"] == 2 and checkpoint.load(last)["step"] == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]
+
+    def no_links(*args):
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    assert not checkpoint.link(last, best)
+    assert checkpoint.load(best)["step"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]
