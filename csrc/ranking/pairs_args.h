@@ -5,6 +5,10 @@
 #include <cmath>
 #include <cstdint>
 
+#include <ATen/ops/empty.h>
+
+#include <tuple>
+
 #include "common/checks.h"
 
 namespace scdepth::pairs {
@@ -20,6 +24,23 @@ inline int64_t num_selected(int64_t N, double ratio) {
   if (N == 0) return 0;
   const auto k = static_cast<int64_t>(std::floor(ratio * static_cast<double>(N)));
   return std::min(k, N - 1);
+}
+
+// The sizes and outputs of one call, alike on both devices: k pairs per image, whose partners
+// are drawn from the M = N - k pixels of S_b.
+struct Outputs {
+  int64_t B, N, k, M;
+  at::Tensor idx_a, idx_b, label;  // [B, k]: int64, int64, int8
+
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> tuple() const { return {idx_a, idx_b, label}; }
+};
+
+inline Outputs make_outputs(const at::Tensor& score, double ratio) {
+  const int64_t B = score.size(0), N = score.size(2) * score.size(3);
+  const int64_t k = num_selected(N, ratio);
+  const auto opts = score.options();
+  return {B, N, k, N - k, at::empty({B, k}, opts.dtype(at::kLong)),
+          at::empty({B, k}, opts.dtype(at::kLong)), at::empty({B, k}, opts.dtype(at::kChar))};
 }
 
 inline void check_args(const at::Tensor& score, const at::Tensor& pseudo_depth, double ratio,

@@ -130,16 +130,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cpu(const at::Tensor& sco
                                                            int64_t seed) {
   check_args(score_, pseudo_depth_, ratio, tau);
   const auto score = score_.contiguous(), pd = pseudo_depth_.contiguous();
-  const int64_t B = score.size(0), N = score.size(2) * score.size(3);
-  const int64_t k = num_selected(N, ratio), M = N - k;
+  const Outputs out = make_outputs(score, ratio);
+  const int64_t B = out.B, N = out.N, k = out.k, M = out.M;
   const auto opts = score.options();
-  auto idx_a = at::empty({B, k}, opts.dtype(at::kLong));
-  auto idx_b = at::empty({B, k}, opts.dtype(at::kLong));
-  auto label = at::empty({B, k}, opts.dtype(at::kChar));
-  if (B * k == 0) return {idx_a, idx_b, label};
+  if (B * k == 0) return out.tuple();
 
   auto stat = at::empty({B, M}, opts.dtype(at::kInt));  // S_b of every image, index order
-  int64_t* a = idx_a.mutable_data_ptr<int64_t>();
+  int64_t* a = out.idx_a.mutable_data_ptr<int64_t>();
   int32_t* s = stat.mutable_data_ptr<int32_t>();
   SCDEPTH_DISPATCH_FLOATING(score.scalar_type(), "sample_dynamic_pairs_select_cpu", [&] {
     const scalar_t* sc = score.const_data_ptr<scalar_t>();
@@ -151,8 +148,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cpu(const at::Tensor& sco
     });
   });
 
-  int64_t* pb = idx_b.mutable_data_ptr<int64_t>();
-  int8_t* lb = label.mutable_data_ptr<int8_t>();
+  int64_t* pb = out.idx_b.mutable_data_ptr<int64_t>();
+  int8_t* lb = out.label.mutable_data_ptr<int8_t>();
   const auto m32 = static_cast<uint32_t>(M);
   SCDEPTH_DISPATCH_FLOATING(pd.scalar_type(), "sample_dynamic_pairs_partners_cpu", [&] {
     const scalar_t* d = pd.const_data_ptr<scalar_t>();
@@ -160,7 +157,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cpu(const at::Tensor& sco
       partners(d, a, s, pb, lb, begin, end, k, N, m32, static_cast<uint64_t>(seed), 1.0 + tau);
     });
   });
-  return {idx_a, idx_b, label};
+  return out.tuple();
 }
 
 }  // namespace

@@ -235,13 +235,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cuda(const at::Tensor& sc
   check_args(score_, pseudo_depth_, ratio, tau);
   const c10::cuda::CUDAGuard guard(score_.device());
   const auto score = score_.contiguous(), pd = pseudo_depth_.contiguous();
-  const int64_t B = score.size(0), N = score.size(2) * score.size(3);
-  const int64_t k = num_selected(N, ratio), M = N - k;
+  const Outputs out = make_outputs(score, ratio);
+  const int64_t B = out.B, N = out.N, k = out.k, M = out.M;
   const auto opts = score.options();
-  auto idx_a = at::empty({B, k}, opts.dtype(at::kLong));
-  auto idx_b = at::empty({B, k}, opts.dtype(at::kLong));
-  auto label = at::empty({B, k}, opts.dtype(at::kChar));
-  if (B * k == 0) return {idx_a, idx_b, label};  // also B = 0 or N <= 1: no launch
+  if (B * k == 0) return out.tuple();  // also B = 0 or N <= 1: no launch
 
   const Tiling tiling = make_tiling(B, N);
   const auto blocks = static_cast<unsigned int>(B * tiling.tiles);
@@ -264,7 +261,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cuda(const at::Tensor& sc
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     emit_kernel<scalar_t><<<blocks, kThreads, 0, stream>>>(
         sc, N, tiling, k, st, counts.const_data_ptr<int64_t>(),
-        idx_a.mutable_data_ptr<int64_t>(), stat.mutable_data_ptr<int32_t>());
+        out.idx_a.mutable_data_ptr<int64_t>(), stat.mutable_data_ptr<int32_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 
@@ -274,13 +271,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cuda(const at::Tensor& sc
   const auto m32 = static_cast<uint32_t>(M);
   SCDEPTH_DISPATCH_FLOATING(pd.scalar_type(), "sample_dynamic_pairs_partners_cuda", [&] {
     partner_kernel<scalar_t><<<partner_blocks, kThreads, 0, stream>>>(
-        pd.const_data_ptr<scalar_t>(), idx_a.const_data_ptr<int64_t>(),
-        stat.const_data_ptr<int32_t>(), idx_b.mutable_data_ptr<int64_t>(),
-        label.mutable_data_ptr<int8_t>(), pairs, k, N, m32, acceptance_limit(m32),
+        pd.const_data_ptr<scalar_t>(), out.idx_a.const_data_ptr<int64_t>(),
+        stat.const_data_ptr<int32_t>(), out.idx_b.mutable_data_ptr<int64_t>(),
+        out.label.mutable_data_ptr<int8_t>(), pairs, k, N, m32, acceptance_limit(m32),
         static_cast<uint64_t>(seed), 1.0 + tau);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  return {idx_a, idx_b, label};
+  return out.tuple();
 }
 
 }  // namespace
