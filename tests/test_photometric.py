@@ -239,42 +239,49 @@ def reaching(bad, window, times=1):
     return m > 0
 
 
+WILD = pytest.mark.parametrize("value", [math.nan, math.inf, -1e30], ids=["nan", "inf", "huge"])
+
+
+def wild_case(value, window):
+    """Inputs with `value` at two pixels (one a corner, which also reaches through the
+    reflection), over several CPU row bands on any thread count; the float64 reference's
+    outputs and gradients; the masks of photo, l1 and gradient elements the value must not
+    reach."""
+    tgt, warped, weight = images(B=2, C=3, H=70, W=40, seed=21)
+    tgt[1, 1, 20, 7] = value
+    warped[0, 2, -1, -1] = value
+    grads = output_grads(tgt)
+    ref = run(reference.photometric_error, tgt, warped, weight, *grads, window=window)
+    bad = ~torch.isfinite(tgt) | (tgt.abs() > 2) | ~torch.isfinite(warped) | (warped.abs() > 2)
+    bad = bad.any(1, keepdim=True)
+    outputs, sources = ~reaching(bad, window), ~reaching(bad, window, times=2)
+    return (tgt, warped, weight, *grads), ref, [outputs, ~bad, sources, sources, outputs]
+
+
+def assert_unreached(ours, ref, clean, tol):
+    for name, o, r, c in zip(
+        ["photo", "l1", "grad_tgt", "grad_warped", "grad_weight"], ours, ref, clean, strict=True
+    ):
+        o, r, c = o.cpu().double(), r.double(), c.expand_as(r)
+        assert torch.isfinite(o[c]).all(), f"{name}: non-finite outside the windows"
+        torch.testing.assert_close(
+            o[c], r[c], rtol=tol, atol=tol, msg=lambda m, name=name: f"{name}: {m}"
+        )
+
+
 @pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("value", [math.nan, math.inf, -1e30], ids=["nan", "inf", "huge"])
+@WILD
 @pytest.mark.parametrize("window", [3, 7])
 def test_a_wild_value_reaches_only_the_windows_that_hold_it(device, dtype, value, window):
     """A NaN, inf or huge input spoils the outputs whose windows hold it and the gradients of
     the pixels that share a window with it, and nothing more: the CPU kernels' sums over rows
     must not carry it (or the rounding it leaves behind) to the rest of their band of rows."""
-    B, C, H, W = 2, 3, 70, 40  # several row bands per image, on any thread count
-    tgt, warped, weight = images(B=B, C=C, H=H, W=W, seed=21)
-    tgt[1, 1, 20, 7] = value
-    warped[0, 2, H - 1, W - 1] = value  # a corner: it also reaches through the reflection
-    grads = output_grads(tgt)
+    args, ref, clean = wild_case(value, window)
     ours = run(
-        ops.photometric_error,
-        *(t.to(device=device, dtype=dtype) for t in (tgt, warped, weight, *grads)),
-        window=window,
+        ops.photometric_error, *(t.to(device=device, dtype=dtype) for t in args), window=window
     )
-    ref = run(reference.photometric_error, tgt, warped, weight, *grads, window=window)
-    bad = ~torch.isfinite(tgt) | (tgt.abs() > 2) | ~torch.isfinite(warped) | (warped.abs() > 2)
-    bad = bad.any(1, keepdim=True)
-    outputs, sources = ~reaching(bad, window), ~reaching(bad, window, times=2)
-    tol = {torch.float64: 1e-10, torch.float32: 1e-4}[dtype]
-    for name, o, r, clean in zip(
-        ["photo", "l1", "grad_tgt", "grad_warped", "grad_weight"],
-        ours,
-        ref,
-        [outputs, ~bad, sources, sources, outputs],
-        strict=True,
-    ):
-        o, r = o.cpu().double(), r.double()
-        clean = clean.expand_as(r)
-        assert torch.isfinite(o[clean]).all(), f"{name}: non-finite outside the windows"
-        torch.testing.assert_close(
-            o[clean], r[clean], rtol=tol, atol=tol, msg=lambda m, name=name: f"{name}: {m}"
-        )
+    assert_unreached(ours, ref, clean, {torch.float64: 1e-10, torch.float32: 1e-4}[dtype])
 
 
 def test_empty_batch():
@@ -546,3 +553,11 @@ def test_cuda_tile_code_on_the_host_matches_cpu_kernels(tile_lib, dtype, shape, 
         )
         expected = [photo, l1, grads[0], grads[1]] + ([grads[2]] if w is not None else [])
         assert_all_close_scaled(emulated, expected, tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@WILD
+def test_cuda_tile_code_on_the_host_keeps_a_wild_value_in_its_windows(tile_lib, dtype, value):
+    args, ref, clean = wild_case(value, 7)
+    ours = tile_emulation(tile_lib, *(t.to(dtype) for t in args), 0.85, 7)
+    assert_unreached(ours, ref, clean, {torch.float64: 1e-10, torch.float32: 1e-4}[dtype])
