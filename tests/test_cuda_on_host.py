@@ -1,0 +1,200 @@
+"""The CUDA kernels of sample_dynamic_pairs and inverse_warp, run on the host.
+
+tests/pairs_cuda_host.cpp and tests/warp_cuda_host.cpp launch the kernels of
+csrc/ranking/pairs_kernels.cuh and csrc/warp/warp_kernels.cuh as the CUDA entry points do,
+through tests/simt/cuda_runtime.h: every block runs as 256 threads with real barriers, warp
+shuffles and atomics. The kernels must then give the CPU kernels' results (bit for bit where
+no atomic or block reduction reorders a sum). The pair kernels also run under ThreadSanitizer,
+in place of compute-sanitizer's racecheck: there a removed __syncthreads of the histogram or
+of the block scan shows as a data race. (For inverse_warp's parameter barrier TSan stayed
+silent when it was removed; the comparison with the CPU caught it.)
+(photometric's tile code has its own host harness, in test_photometric.py.)
+"""
+
+import math
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import warp_inputs
+from test_pairs import FLOAT_TYPES, k_of, random_inputs
+
+import scdepth.ops as ops
+
+ROOT = Path(__file__).resolve().parent.parent
+F64 = torch.float64
+NAMES = {torch.float32: "f32", torch.float64: "f64", torch.float16: "f16", torch.bfloat16: "bf16"}
+
+
+def build(source, out, *flags):
+    compiler = shutil.which("g++")
+    if compiler is None:
+        pytest.skip("no g++ to build the host harness")
+    torch_dir = Path(torch.__file__).parent
+    cmd = [
+        compiler,
+        "-std=c++20",
+        "-pthread",
+        "-Wall",
+        "-Werror",
+        "-Wno-unknown-pragmas",  # CUDA's #pragma unroll
+        *flags,
+        f"-I{ROOT / 'tests' / 'simt'}",  # before any real cuda_runtime.h
+        f"-I{ROOT / 'csrc'}",
+        f"-I{torch_dir / 'include'}",
+        str(ROOT / "tests" / source),
+        "-o",
+        str(out),
+        f"-L{torch_dir / 'lib'}",
+        "-lc10",
+        f"-Wl,-rpath,{torch_dir / 'lib'}",
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True)
+
+
+def tsan_works(folder):
+    (folder / "t.cpp").write_text("int main() { return 0; }\n")
+    cmd = ["g++", "-fsanitize=thread", folder / "t.cpp", "-o", folder / "t"]
+    return subprocess.run(cmd, capture_output=True).returncode == 0
+
+
+def build_all(folder, sources, *flags):
+    """{source: executable} of the harnesses."""
+    exes = {}
+    for source in sources:
+        (folder / source).mkdir()
+        exes[source] = folder / source / "harness"
+        done = build(source, exes[source], *flags)
+        assert done.returncode == 0, done.stderr
+    return exes
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory):
+    sources = ("pairs_cuda_host.cpp", "warp_cuda_host.cpp")
+    return build_all(tmp_path_factory.mktemp("plain"), sources, "-O2")
+
+
+@pytest.fixture(scope="module")
+def tsan(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tsan")
+    if not tsan_works(folder):
+        pytest.skip("g++ cannot build with -fsanitize=thread here")
+    return build_all(folder, ["pairs_cuda_host.cpp"], "-O1", "-g", "-fsanitize=thread")
+
+
+TSAN_ENV = {"TSAN_OPTIONS": "halt_on_error=1 exitcode=66 report_signal_unsafe=0"}
+
+
+def execute(exe, args):
+    done = subprocess.run([exe, *map(str, args)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **TSAN_ENV})  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+# ---- sample_dynamic_pairs
+
+
+def run_host(exe, score, pd, ratio, seed, tau=0.15):
+    """(idx_a, idx_b, label) from the CUDA kernels run on the host."""
+    B, _, H, W = score.shape
+    N, k = H * W, k_of(H * W, ratio)
+    folder = Path(exe).parent
+    for name, t in (("score", score), ("pd", pd)):
+        t.contiguous().view(-1).view(torch.uint8).numpy().tofile(folder / name)
+    args = [NAMES[score.dtype], NAMES[pd.dtype], B, N, k, seed, repr(tau)]
+    args += [folder / "score", folder / "pd", folder / "out"]
+    execute(exe, args)
+    out = [np.fromfile(folder / f"out.{n}", dtype=d) for n, d in
+           (("idx_a", np.int64), ("idx_b", np.int64), ("label", np.int8))]  # fmt: skip
+    return [torch.from_numpy(o).view(B, k) for o in out]
+
+
+def wide_scores(B, H, W, seed, dtype):
+    """Scores over many exponents and both signs, so that every digit pass of the radix
+    select sees many nonzero bins (uniform scores in [0, 1) share their top byte)."""
+    g = torch.Generator().manual_seed(seed)
+    score = torch.randn(B, 1, H, W, generator=g) * torch.exp(
+        4 * torch.randn(B, 1, H, W, generator=g)
+    )
+    return score.to(dtype)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_TYPES)
+@pytest.mark.parametrize(
+    "shape, kind",
+    [
+        ((3, 13, 29), "ties"),  # one tile, NaN, ±inf and ±0 tied at the threshold
+        ((2, 64, 80), "wide"),  # two tiles of 4096 pixels, the second partial
+        ((1, 100, 130), "ties"),  # four tiles
+    ],
+)
+def test_pairs_kernels_on_the_host_are_bit_identical_to_cpu(plain, dtype, shape, kind):
+    B, H, W = shape
+    if kind == "ties":
+        score, pd = random_inputs(B, H, W, seed=H, dtype=dtype, pd_dtype=torch.float32, ties=True)
+    else:
+        score = wide_scores(B, H, W, H + W, dtype)
+        pd = random_inputs(B, H, W, seed=W, dtype=torch.float64)[1]
+    for ratio, seed in ((0.2, 0), (0.6, 2**63 + 3)):
+        host = run_host(plain["pairs_cuda_host.cpp"], score, pd, ratio, seed)
+        cpu = ops.sample_dynamic_pairs(score, pd, ratio=ratio, seed=seed)
+        for name, h, c in zip(("idx_a", "idx_b", "label"), host, cpu, strict=True):
+            assert torch.equal(h, c.to(h.dtype)), (name, ratio, seed)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
+def test_pairs_kernels_under_thread_sanitizer(tsan, dtype):
+    """2, 4 and 8 digit passes, two tiles: every barrier and warp exchange of the select,
+    the scans and the partners, under ThreadSanitizer."""
+    score, pd = wide_scores(1, 64, 80, 7, dtype), random_inputs(1, 64, 80, seed=8)[1]
+    host = run_host(tsan["pairs_cuda_host.cpp"], score, pd, 0.2, 11)
+    cpu = ops.sample_dynamic_pairs(score, pd, ratio=0.2, seed=11)
+    for h, c in zip(host, cpu, strict=True):
+        assert torch.equal(h, c.to(h.dtype))
+
+
+# ---- inverse_warp
+
+
+def warp_on_host(exe, src, depth, pose, K, gw, gz):
+    """warped, computed_depth, valid, grad_src, grad_depth, grad_pose from the CUDA kernels."""
+    B, C, H, W = src.shape
+    folder = Path(exe).parent
+    torch.cat([t.reshape(-1) for t in (src, depth, pose, K, gw, gz)]).numpy().tofile(folder / "in")
+    execute(exe, [NAMES[src.dtype], B, C, H, W, folder / "in", folder / "out"])
+    out = torch.from_numpy(np.fromfile(folder / "out", dtype=src.numpy().dtype))
+    shapes = [src.shape, depth.shape, depth.shape, src.shape, depth.shape, pose.shape]
+    return [
+        o.view(s) for o, s in zip(out.split([math.prod(s) for s in shapes]), shapes, strict=True)
+    ]
+
+
+def assert_warp_matches_cpu(exe, dtype, shape):
+    B, C, H, W = shape
+    src, depth, pose, K = warp_inputs(B=B, C=C, H=H, W=W, seed=H, dtype=dtype)
+    g = torch.Generator().manual_seed(1)
+    gw, gz = (torch.randn(s, generator=g, dtype=F64).to(dtype) for s in (src.shape, depth.shape))
+    host = warp_on_host(exe, src, depth, pose, K, gw, gz)
+    cpu = [
+        *torch.ops.scdepth.inverse_warp(src, depth, pose, K),
+        *torch.ops.scdepth.inverse_warp_backward(gw, gz, src, depth, pose, K, True),
+    ]
+    names = ["warped", "computed_depth", "valid", "grad_src", "grad_depth", "grad_pose"]
+    tol = {F64: 1e-13, torch.float32: 2e-6}[dtype]
+    for name, h, c in zip(names, host, cpu, strict=True):
+        if name in ("grad_src", "grad_pose"):  # summed by atomics / per block: another order
+            scale = c.abs().max().item()
+            torch.testing.assert_close(h / scale, c / scale, rtol=tol, atol=tol, msg=name)
+        else:  # the same per-pixel math as the CPU kernels, one writer per element
+            assert torch.equal(h, c), name
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("shape", [(3, 4, 12, 16), (2, 3, 33, 70)])  # 1 and 10 blocks per image
+def test_warp_kernels_on_the_host_match_cpu(plain, dtype, shape):
+    assert_warp_matches_cpu(plain["warp_cuda_host.cpp"], dtype, shape)
