@@ -1,11 +1,33 @@
 """Input generators and oracles shared by the tests."""
 
 import math
+import shutil
+import subprocess
+from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
 
 from scdepth.geometry import pose_vec2mat
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def build_host(source, out, *flags):
+    """Compiles tests/<source> (a host harness of CUDA kernel code) into `out` against csrc,
+    torch's headers and c10, with tests/simt standing in for cuda_runtime.h. Skips the test
+    without g++; returns the finished subprocess."""
+    compiler = shutil.which("g++")
+    if compiler is None:
+        pytest.skip("no g++ to build the host harness")
+    torch_dir = Path(torch.__file__).parent
+    cmd = [compiler, "-std=c++20", "-pthread", "-Wall", "-Werror"]
+    cmd += ["-Wno-unknown-pragmas", *flags]  # CUDA's #pragma unroll
+    cmd += [f"-I{ROOT / 'tests' / 'simt'}", f"-I{ROOT / 'csrc'}", f"-I{torch_dir / 'include'}"]
+    cmd += [str(ROOT / "tests" / source), "-o", str(out), f"-L{torch_dir / 'lib'}", "-lc10"]
+    cmd += [f"-Wl,-rpath,{torch_dir / 'lib'}"]
+    return subprocess.run(cmd, capture_output=True, text=True)
 
 
 def smooth_field(B, C, H, W, *, generator, dtype=torch.float64, cells=4):

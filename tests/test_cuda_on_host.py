@@ -13,47 +13,19 @@ silent when it was removed; the comparison with the CPU caught it.)
 
 import math
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from helpers import warp_inputs
+from helpers import build_host, warp_inputs
 from test_pairs import FLOAT_TYPES, k_of, random_inputs
 
 import scdepth.ops as ops
 
-ROOT = Path(__file__).resolve().parent.parent
 F64 = torch.float64
 NAMES = {torch.float32: "f32", torch.float64: "f64", torch.float16: "f16", torch.bfloat16: "bf16"}
-
-
-def build(source, out, *flags):
-    compiler = shutil.which("g++")
-    if compiler is None:
-        pytest.skip("no g++ to build the host harness")
-    torch_dir = Path(torch.__file__).parent
-    cmd = [
-        compiler,
-        "-std=c++20",
-        "-pthread",
-        "-Wall",
-        "-Werror",
-        "-Wno-unknown-pragmas",  # CUDA's #pragma unroll
-        *flags,
-        f"-I{ROOT / 'tests' / 'simt'}",  # before any real cuda_runtime.h
-        f"-I{ROOT / 'csrc'}",
-        f"-I{torch_dir / 'include'}",
-        str(ROOT / "tests" / source),
-        "-o",
-        str(out),
-        f"-L{torch_dir / 'lib'}",
-        "-lc10",
-        f"-Wl,-rpath,{torch_dir / 'lib'}",
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True)
 
 
 def tsan_works(folder):
@@ -68,7 +40,7 @@ def build_all(folder, sources, *flags):
     for source in sources:
         (folder / source).mkdir()
         exes[source] = folder / source / "harness"
-        done = build(source, exes[source], *flags)
+        done = build_host(source, exes[source], *flags)
         assert done.returncode == 0, done.stderr
     return exes
 

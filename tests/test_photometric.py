@@ -1,21 +1,17 @@
 import ctypes
 import math
-import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 from conftest import devices
-from helpers import smooth_field
+from helpers import build_host, smooth_field
 
 import scdepth.ops as ops
 from scdepth.ops import reference
 
 FLOAT_TYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
 WINDOWS = [3, 5, 7, 9, 11]
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def images(B=2, C=3, H=12, W=17, *, seed=0, dtype=torch.float64, device="cpu", weight=True):
@@ -454,27 +450,9 @@ GUARD = 4096  # elements of NaN around every buffer: out-of-bounds reads poison,
 
 @pytest.fixture(scope="module")
 def tile_lib(tmp_path_factory):
-    compiler = shutil.which("g++") or shutil.which("c++")
-    if compiler is None:
-        pytest.skip("no C++ compiler to build the host tile harness")
     lib = tmp_path_factory.mktemp("tile") / "libphotometric_tile_host.so"
-    subprocess.run(
-        [
-            compiler,
-            "-O1",
-            "-std=c++17",
-            "-shared",
-            "-fPIC",
-            "-Wall",
-            "-Werror",
-            f"-I{ROOT / 'csrc'}",
-            f"-I{Path(torch.__file__).parent / 'include'}",
-            str(ROOT / "tests" / "photometric_tile_host.cpp"),
-            "-o",
-            str(lib),
-        ],
-        check=True,
-    )
+    done = build_host("photometric_tile_host.cpp", lib, "-O1", "-shared", "-fPIC")
+    assert done.returncode == 0, done.stderr
     return ctypes.CDLL(str(lib))
 
 

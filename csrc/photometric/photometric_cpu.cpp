@@ -52,47 +52,26 @@ Bands make_bands(int64_t B, int64_t H) {
 // ---- Row loops. gcc honours __restrict__ on parameters (not on local pointers into one
 // buffer), so every vectorised loop is a function of its own.
 
-// o[u] = scale * (c[u] + ... + c[u + K - 1]), u in [0, n).
+// o[u] = scale * (c[u] + c[u + stride] + ... + c[u + (K - 1) stride]), u in [0, n): K taps
+// along a row (stride 1) or K rows in one pass (stride = the row length).
 template <int K, typename T>
-void box_taps(const T* __restrict__ c, T* __restrict__ o, int64_t n, T scale) {
+void box_taps(const T* __restrict__ c, int64_t stride, T* __restrict__ o, int64_t n, T scale) {
   for (int64_t u = 0; u < n; ++u) {
     T acc = c[u];
 #pragma GCC unroll 16
-    for (int t = 1; t < K; ++t) acc += c[u + t];
+    for (int t = 1; t < K; ++t) acc += c[u + t * stride];
     o[u] = acc * scale;
   }
 }
 
 template <typename T>
-void box_taps(int k, const T* c, T* o, int64_t n, T scale) {
+void box_taps(int k, const T* c, int64_t stride, T* o, int64_t n, T scale) {
   switch (k) {
-    case 3: return box_taps<3>(c, o, n, scale);
-    case 5: return box_taps<5>(c, o, n, scale);
-    case 7: return box_taps<7>(c, o, n, scale);
-    case 9: return box_taps<9>(c, o, n, scale);
-    default: return box_taps<kMaxWindow>(c, o, n, scale);  // k is checked: 11
-  }
-}
-
-// o[i] = r[i] + r[stride + i] + ... + r[(K - 1) stride + i], i in [0, n): K rows in one pass.
-template <int K, typename T>
-void sum_rows(const T* __restrict__ r, int64_t stride, T* __restrict__ o, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    T acc = r[i];
-#pragma GCC unroll 16
-    for (int t = 1; t < K; ++t) acc += r[t * stride + i];
-    o[i] = acc;
-  }
-}
-
-template <typename T>
-void sum_rows(int k, const T* r, int64_t stride, T* o, int64_t n) {
-  switch (k) {
-    case 3: return sum_rows<3>(r, stride, o, n);
-    case 5: return sum_rows<5>(r, stride, o, n);
-    case 7: return sum_rows<7>(r, stride, o, n);
-    case 9: return sum_rows<9>(r, stride, o, n);
-    default: return sum_rows<kMaxWindow>(r, stride, o, n);  // k is checked: 11
+    case 3: return box_taps<3>(c, stride, o, n, scale);
+    case 5: return box_taps<5>(c, stride, o, n, scale);
+    case 7: return box_taps<7>(c, stride, o, n, scale);
+    case 9: return box_taps<9>(c, stride, o, n, scale);
+    default: return box_taps<kMaxWindow>(c, stride, o, n, scale);  // k is checked: 11
   }
 }
 
@@ -307,7 +286,7 @@ class WindowSums {
     } else {
       c = convert(static_cast<int64_t>(col_.size()), col_.data(), rounded_.data());
     }
-    for (int j = 0; j < 5; ++j) box_taps(k_, c + j * Wp_, out + j * W_, W_, inv_area);
+    for (int j = 0; j < 5; ++j) box_taps(k_, c + j * Wp_, 1, out + j * W_, W_, inv_area);
   }
 
  private:
@@ -391,7 +370,7 @@ void adjoint_row(const T* f, T* g, int64_t W, int k) {
     const T* fj = f + j * L;
     T* gj = g + j * W;
     // The k output columns centred within p of s (those outside the image hold 0).
-    box_taps(k, fj + p, gj, W, T(1));
+    box_taps(k, fj + p, 1, gj, W, T(1));
     // Within p of an edge (s <= p, s >= W - 1 - p) a window may also read s through the
     // reflection: there the general sum, with each window's tap count.
     auto edge = [&](int64_t s) {
@@ -460,7 +439,7 @@ void backward_impl(const at::Tensor& grad_photo, const at::Tensor& grad_l1, cons
         // within p of the top or bottom add the reflected windows.
         auto finish_row = [&](int64_t s) {
           if (s - p >= 0 && s + p < H) {
-            sum_rows(static_cast<int>(k), ring.data(), W4, run.data(), W4);
+            box_taps(static_cast<int>(k), ring.data(), W4, run.data(), W4, T(1));
           } else {
             std::fill(run.begin(), run.end(), T(0));
             for (int64_t q = std::max<int64_t>(0, s - p); q <= std::min(H - 1, s + p); ++q) {

@@ -66,8 +66,10 @@ def check_intrinsics(K):
     if K.dim() != 3 or tuple(K.shape[1:]) != (3, 3):
         return  # a shape error, reported by the op's own checks
     k = K.detach().reshape(-1, 9)
-    bad = ~torch.isfinite(k).all(1) | (_det_and_cofactors(k.double())[0] == 0)
-    det, cof = _det_and_cofactors(k.double() if K.dtype == torch.float64 else k.float())
+    det, cof = _det_and_cofactors(k.double())
+    bad = ~torch.isfinite(k).all(1) | (det == 0)
+    if K.dtype != torch.float64:
+        det, cof = _det_and_cofactors(k.float())
     bad |= ~torch.isfinite(cof * (1 / det).unsqueeze(1)).all(1)  # as the kernels do
     if bool(bad.any()):
         n = int(bad.nonzero()[0, 0])
