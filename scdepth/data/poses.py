@@ -86,7 +86,7 @@ def read_poses(path, n_frames: int | None = None) -> np.ndarray:
 def write_poses(path, poses: np.ndarray) -> None:
     """Write camera-to-world poses ([N, 3, 4] or [N, 4, 4]) in KITTI format."""
     poses = check_rigid(poses, path)
-    np.savetxt(path, poses[:, :3, :].reshape(-1, 12), fmt="%.9g")
+    np.savetxt(path, poses[:, :3, :].reshape(-1, 12), fmt="%.17g")  # exact round trip
 
 
 def read_times(path, n_frames: int | None = None) -> np.ndarray:
