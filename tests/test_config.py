@@ -20,6 +20,19 @@ def test_every_shipped_config_loads(path):
     assert cfg.image_size[0] % 32 == 0
 
 
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_each_dataset_config_agrees_with_its_spec(path):
+    """The presets' image size and frame spacing are the ones datasets.py documents (with
+    their sources there): e.g. TUM and Bonn take references 10 frames apart."""
+    from scdepth.data.datasets import get_spec
+
+    cfg = config.load(path)
+    spec = get_spec(cfg.dataset)
+    assert cfg.skip_frames == spec.skip_frames
+    if cfg.dataset != "synthetic":  # the synthetic presets train small on purpose
+        assert tuple(cfg.image_size) == spec.image_size
+
+
 def test_method_weights_follow_the_papers():
     assert config.load().loss_weights() == dict(
         photo=1.0, geometry=0.1, smooth=0.0, normal_matching=0.1, mask_rank=0.1, normal_rank=0.1

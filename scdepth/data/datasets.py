@@ -20,8 +20,9 @@ class DatasetSpec:
         median-scaled prediction is clamped to it.
     eval_crop: "garg" (KITTI), "eigen_nyu" (NYU), or None.
     image_size: (H, W) the SC-Depth configs train at.
-    skip_frames: frame distance between target and references (SC_Depth_pl's
-        ``--skip_frames`` default 1 for every dataset).
+    skip_frames: frame distance between target and references: SC_Depth_pl's default 1,
+        and 10 in its configs for the 30 fps hand-held TUM and Bonn sequences
+        (``configs/v1|v2|v3/{tum,bonn}.txt``: ``skip_frames = 10``).
     """
 
     name: str
@@ -39,8 +40,8 @@ DATASETS: dict[str, DatasetSpec] = {
     "kitti": DatasetSpec("kitti", 256.0, ".npy", 1e-3, 80.0, "garg", (256, 832)),
     "ddad": DatasetSpec("ddad", 256.0, ".npz", 1e-3, 200.0, None, (384, 640)),
     "nyu": DatasetSpec("nyu", 5000.0, ".png", 1e-3, 10.0, "eigen_nyu", (256, 320)),
-    "bonn": DatasetSpec("bonn", 1000.0, ".png", 1e-3, 10.0, None, (256, 320)),
-    "tum": DatasetSpec("tum", 1000.0, ".png", 1e-3, 10.0, None, (256, 320)),
+    "bonn": DatasetSpec("bonn", 1000.0, ".png", 1e-3, 10.0, None, (256, 320), 10),
+    "tum": DatasetSpec("tum", 1000.0, ".png", 1e-3, 10.0, None, (256, 320), 10),
     # scdepth-synth writes float32 metres in .npy (exact; 0 = no surface, e.g. sky).
     # 100 m covers both presets (indoor rooms stay under 10 m, the outdoor street under 100 m).
     "synthetic": DatasetSpec("synthetic", 1000.0, ".npy", 1e-3, 100.0, None, (128, 160)),
