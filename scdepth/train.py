@@ -21,7 +21,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from . import checkpoint, config, viz
+from . import checkpoint, config, plots
 from .data.dataset import TrainFolder
 from .data.layout import UnreadableFrame
 from .distributed import Dist
@@ -299,8 +299,7 @@ def _train(cfg, out, dist, resume, progress):
             log.close()
     results = {}
     if dist.is_main:
-        keys = sorted(k for k in history if k.startswith(("train/loss", "train/photo", "val/")))
-        cv2.imwrite(str(out / "curves.png"), viz.curves(history, keys))
+        plots.save_curves(history, out / "curves.png", epoch_size=cfg.epoch_size)
         if any(skipped.values()):
             print(f"skipped steps: {skipped}", file=sys.stderr)
         results = final_evaluation(cfg, best_path, out, device, progress)

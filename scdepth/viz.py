@@ -1,4 +1,4 @@
-"""Pictures: colour-mapped depth, validation sheets and training curves (OpenCV only)."""
+"""Pictures drawn with OpenCV: colour-mapped depth and validation sheets (curves: plots.py)."""
 
 import cv2
 import numpy as np
@@ -68,23 +68,3 @@ def validation_sheet(rows):
     width = max(line.shape[1] for line in lines)
     lines = [np.pad(line, ((0, 0), (0, width - line.shape[1]), (0, 0))) for line in lines]
     return np.concatenate(lines, 0)
-
-
-def curves(history, keys, size=(900, 300)):
-    """A plot of history[key] (lists of (x, y)) per key, one panel per key."""
-    W, H = size
-    panels = []
-    for key in keys:
-        pts = [(x, y) for x, y in history.get(key, []) if np.isfinite(y)]
-        panel = np.full((H, W, 3), 255, np.uint8)
-        cv2.putText(panel, key, (8, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-        if len(pts) >= 2:
-            xs, ys = np.array(pts, dtype=np.float64).T
-            x0, x1, y0, y1 = xs.min(), xs.max(), ys.min(), ys.max()
-            px = 40 + (xs - x0) / max(x1 - x0, 1e-12) * (W - 60)
-            py = H - 25 - (ys - y0) / max(y1 - y0, 1e-12) * (H - 60)
-            cv2.polylines(panel, [np.stack([px, py], 1).astype(np.int32)], False, (200, 80, 0), 2)
-            for text, y in ((f"{y1:.4g}", 40), (f"{y0:.4g}", H - 25)):
-                cv2.putText(panel, text, (2, y), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1)
-        panels.append(panel)
-    return np.concatenate(panels, 0)
