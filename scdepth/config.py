@@ -70,6 +70,10 @@ class Config:
     backend: str = "ext"  # ext | reference
     device: str = "auto"  # auto | cpu | cuda
     num_workers: int = 2
+    # Same seed, same data -> bit-identical runs on the CPU (torch's deterministic algorithms;
+    # costs nothing measurable here). On a GPU the atomics of inverse_warp's grad_src and of
+    # some torch kernels stay nondeterministic: they are reported once, not refused.
+    deterministic: bool = True
     log_every: int = 10
     val_max_frames: int = 64  # validation frames per epoch (0: all)
     max_bad_steps: int = 20  # consecutive non-finite steps before training stops

@@ -187,8 +187,10 @@ def normal_ranking_loss(img, pseudo_depth, normal, pseudo_normal, generator=None
         return normal.sum() * 0
     n = normal.permute(0, 2, 3, 1).reshape(-1, 3)
     ns = pseudo_normal.permute(0, 2, 3, 1).reshape(-1, 3)
-    cos = (n[A] * n[B]).sum(1).abs()
-    cos_star = (ns[A] * ns[B]).sum(1).abs()
+    # index_select, not n[A]: the backward of advanced indexing accumulates with atomic adds
+    # on the CPU (index_put_), which makes the gradient depend on thread timing.
+    cos = (n.index_select(0, A) * n.index_select(0, B)).sum(1).abs()
+    cos_star = (ns.index_select(0, A) * ns.index_select(0, B)).sum(1).abs()
     return (cos - cos_star).abs().mean()
 
 

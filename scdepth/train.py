@@ -11,6 +11,7 @@ Under torchrun it trains with DistributedDataParallel (see the README).
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -121,10 +122,24 @@ def all_finite(tensors):
 def train(cfg, out_dir, *, resume=False, progress=True):
     """Trains, writing checkpoints, logs and pictures into out_dir (rank 0 only)."""
     dist = Dist.setup(cfg.device)
+    before = torch.are_deterministic_algorithms_enabled()
+    before_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    set_deterministic(cfg.deterministic, dist.device)
     try:
         return _train(cfg, Path(out_dir), dist, resume, progress and dist.is_main)
     finally:
+        torch.use_deterministic_algorithms(before, warn_only=before_warn)
         dist.close()
+
+
+def set_deterministic(on, device):
+    """torch's deterministic algorithms: on the CPU two runs with one seed are then
+    bit-identical. On a GPU the kernels without a deterministic version (inverse_warp's and
+    grid_sample's atomic scatters among them) warn instead of stopping the run, and cuBLAS
+    needs a fixed workspace (CUBLAS_WORKSPACE_CONFIG, set here unless the user set it)."""
+    if on and device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(on, warn_only=device.type == "cuda")
 
 
 def _train(cfg, out, dist, resume, progress):

@@ -163,3 +163,32 @@ def test_methods_use_their_terms(tiny_synthetic):
         )
         assert all(terms[k].detach().item() > 0 for k in live), method
         torch.testing.assert_close(total, sum(w[k] * terms[k] for k in live))
+
+
+def test_two_runs_with_one_seed_are_bit_identical(tiny_synthetic, tmp_path):
+    """deterministic (the default): same seed, same data -> the same logs and weights."""
+    runs = [
+        train.train(tiny_config(tiny_synthetic), tmp_path / name, progress=False)
+        for name in ("a", "b")
+    ]
+    logs = [(tmp_path / name / "log.jsonl").read_text().splitlines() for name in ("a", "b")]
+    assert logs[0] == logs[1] and len(logs[0]) >= 4
+    for net in ("depth_net", "pose_net"):
+        a, b = (getattr(r, net).state_dict() for r in runs)
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.are_deterministic_algorithms_enabled()  # restored after the run
+
+
+def test_nondeterministic_kernels_are_reported_under_deterministic_algorithms():
+    from scdepth.ops.warp import alert_not_deterministic
+
+    alert_not_deterministic("x")  # off: silent
+    try:
+        torch.use_deterministic_algorithms(True)
+        with pytest.raises(RuntimeError, match="x is not deterministic"):
+            alert_not_deterministic("x")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        with pytest.warns(UserWarning, match="x is not deterministic"):
+            alert_not_deterministic("x")
+    finally:
+        torch.use_deterministic_algorithms(False)

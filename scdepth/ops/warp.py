@@ -1,8 +1,21 @@
 """inverse_warp: autograd and fake registration of scdepth::inverse_warp, and its public entry."""
 
+import warnings
+
 import torch
 
 from . import _checks, _ext
+
+
+def alert_not_deterministic(what):
+    """What torch does for its own nondeterministic kernels under
+    ``torch.use_deterministic_algorithms``: raise, or warn with ``warn_only=True``."""
+    if not torch.are_deterministic_algorithms_enabled():
+        return
+    msg = f"{what} is not deterministic, but torch.use_deterministic_algorithms is on"
+    if not torch.is_deterministic_algorithms_warn_only_enabled():
+        raise RuntimeError(msg)
+    warnings.warn(msg, stacklevel=2)
 
 
 def inverse_warp(src, depth, pose, K):
@@ -47,6 +60,8 @@ if _ext.AVAILABLE:
         need_src, need_depth, need_pose = ctx.needs_input_grad[:3]
         if not (need_src or need_depth or need_pose):
             return None, None, None, None
+        if need_src and src.is_cuda:
+            alert_not_deterministic("inverse_warp's backward on CUDA (grad_src uses atomics)")
         grad_src, grad_depth, grad_pose = torch.ops.scdepth.inverse_warp_backward.default(
             grad_warped, grad_computed_depth, src, depth, pose, K, need_src
         )
