@@ -17,6 +17,9 @@ import yaml
 
 METHODS = ("sc_depth_v3", "sc_depth_v1", "monodepth2")
 
+# The loss terms that read the pseudo-depth of leres_depth/ (step.loss_terms).
+PSEUDO_DEPTH_TERMS = ("mask_rank", "normal_matching", "normal_rank")
+
 # Loss weights per method (papers' defaults); `weights.<term>` overrides one.
 METHOD_WEIGHTS = {
     "sc_depth_v3": dict(
@@ -83,6 +86,13 @@ class Config:
     def self_discovered_mask(self) -> bool:
         """SC-Depth's 1 - D_diff weighting of the photometric error (not in Monodepth2)."""
         return not self.no_dynamic_mask and self.method != "monodepth2"
+
+    def uses_pseudo_depth(self) -> bool:
+        """Whether a loss term reads leres_depth/: only SC-DepthV3's dynamic region refinement
+        (mask_rank) and local structure refinement (normal_matching, normal_rank) do, so V1,
+        Monodepth2 and V3 with both no_drr and no_lsr train on scenes without it."""
+        w = self.loss_weights()
+        return any(w[k] for k in PSEUDO_DEPTH_TERMS)
 
     def loss_weights(self) -> dict:
         w = dict(METHOD_WEIGHTS[self.method])

@@ -5,7 +5,8 @@ Per image, as the public SC-Depth evaluation does: the prediction is resized bil
 the GT size; pixels with GT in (min_depth, max_depth) inside the dataset's crop are valid;
 the prediction is scaled by median(gt) / median(pred) over the valid pixels and clamped to
 [min_depth, max_depth]. When a seg mask exists, the same aligned prediction (one scale per
-image, from all valid pixels) is scored on its dynamic and static pixels separately.
+image, from all valid pixels) is scored on its dynamic and static pixels separately; a split
+without seg_mask (static scenes) gets the "all" row only.
 Metrics are averaged over images; an image without dynamic pixels does not count for the
 "dynamic" row.
 """
@@ -221,6 +222,8 @@ def format_table(results: dict) -> str:
     rows = [head]
     for region, m in results.items():
         rows.append(f"{region:<8}{m['count']:>7}" + "".join(f"{m[k]:>10.4f}" for k in METRICS))
+    if not {"dynamic", "static"} & set(results):
+        rows.append("(no seg_mask: all pixels only; dynamic/static need seg_mask/)")
     return "\n".join(rows)
 
 

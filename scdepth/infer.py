@@ -1,6 +1,20 @@
-"""scdepth-infer: depth maps for a folder of images or a video file, from a checkpoint."""
+"""scdepth-infer: depth maps at the source's resolution for a folder of images or a video.
+
+Each frame is resized to fit the network input (H, W) with its aspect ratio kept, padded by
+reflection to (H, W) and run through the DepthNet; the padding is cut off the prediction,
+which is resized (bilinear) to the frame's own resolution. Depth is in the network's unit:
+a self-supervised model's depth is right up to one unknown scale (about constant over a
+video), so median-scale it against GT (as scdepth-eval does) before reading it as metres.
+"""
+
+from __future__ import annotations
 
 import argparse
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -10,40 +24,116 @@ from tqdm import tqdm
 
 from . import checkpoint
 from .config import from_dict
+from .data import transforms as T
 from .models import DepthNet
-from .viz import MEAN, STD, depth_to_bgr
+from .viz import depth_to_bgr
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp"}
+FOLDER_FPS = 10.0  # frame rate of a video made from a folder of images
+MAX_VIDEO_WIDTH = 3840  # side-by-side frames wider than this (4K UHD) are downscaled
 
 
 def load_depth_model(path, device="cpu"):
     """(model, image_size) from a training checkpoint: model(img) takes a normalised
-    [B, 3, H, W] batch at image_size (H, W) and returns depth [B, 1, H, W]."""
+    [B, 3, H, W] batch (H, W multiples of 32; image_size is the training size) and returns
+    depth [B, 1, H, W]."""
     state = checkpoint.load(path)
+    if not {"config", "depth_net"} <= set(state):
+        raise checkpoint.CheckpointError(f"checkpoint {path} holds no depth network")
     cfg = from_dict(state["config"])
     net = DepthNet(cfg.resnet_layers, pretrained=False)
-    net.load_state_dict(state["depth_net"])
+    try:
+        net.load_state_dict(state["depth_net"])
+    except RuntimeError as e:
+        raise checkpoint.CheckpointError(
+            f"checkpoint {path}: depth network mismatch ({e})"
+        ) from None
     return net.to(device).eval(), tuple(cfg.image_size)
 
 
-def frames(source):
-    """(name, RGB uint8 image) of every image in a folder (sorted) or frame of a video."""
+def check_size(size) -> tuple[int, int]:
+    """The network input (H, W): positive multiples of 32 (the encoder's stride)."""
+    h, w = (int(v) for v in size)
+    if h <= 0 or w <= 0 or h % 32 or w % 32:
+        raise ValueError(f"--size must be H W, positive multiples of 32, got {h} {w}")
+    return h, w
+
+
+@dataclass(frozen=True)
+class Fit:
+    """A frame of `frame` (h, w) inside the network input `net` (H, W): resized to `inner`
+    (aspect kept) and padded by `pad` (top, bottom, left, right) pixels."""
+
+    frame: tuple[int, int]
+    net: tuple[int, int]
+    inner: tuple[int, int]
+    pad: tuple[int, int, int, int]
+
+    @classmethod
+    def of(cls, frame, net) -> Fit:
+        (h, w), (H, W) = frame, net
+        s = min(H / h, W / w)
+        ih, iw = min(H, max(1, round(h * s))), min(W, max(1, round(w * s)))
+        top, left = (H - ih) // 2, (W - iw) // 2
+        return cls(tuple(frame), tuple(net), (ih, iw), (top, H - ih - top, left, W - iw - left))
+
+    def describe(self) -> str:
+        (h, w), (H, W), (ih, iw) = self.frame, self.net, self.inner
+        rows, cols = self.pad[0] + self.pad[1], self.pad[2] + self.pad[3]
+        padded = f"padded {cols} columns" if cols else f"padded {rows} rows"
+        return (
+            f"input {w}x{h} -> network {W}x{H} (resized to {iw}x{ih}, {padded}); "
+            f"depth written at {w}x{h} (sizes W x H)"
+        )
+
+    def to_input(self, rgb) -> torch.Tensor:
+        """uint8 RGB [h, w, 3] -> normalised [3, H, W]."""
+        img = T.apply(rgb, self.inner, T.Augmentation())
+        return T.to_tensor(cv2.copyMakeBorder(img, *self.pad, cv2.BORDER_REFLECT_101))
+
+    def to_frame(self, depth) -> np.ndarray:
+        """Network depth [H, W] -> depth [h, w] of the frame (padding cut, bilinear)."""
+        top, _, left, _ = self.pad
+        inner = depth[top : top + self.inner[0], left : left + self.inner[1]]
+        h, w = self.frame
+        return cv2.resize(np.ascontiguousarray(inner), (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+@dataclass
+class Source:
+    """The frames of a folder of images (sorted by name) or a video file."""
+
+    frames: object  # iterator of (name, uint8 RGB [h, w, 3])
+    count: int | None
+    fps: float
+
+
+def open_source(source) -> Source:
     source = Path(source)
     if source.is_dir():
         paths = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_EXTS)
         if not paths:
             raise ValueError(f"{source} holds no images ({', '.join(sorted(IMAGE_EXTS))})")
-        for p in paths:
-            img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-            if img is None:
-                raise ValueError(f"{p} is not a readable image")
-            yield p.stem, cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-        return
+        return Source(_folder_frames(paths), len(paths), FOLDER_FPS)
     if not source.is_file():
         raise ValueError(f"{source} is neither an image folder nor a video file")
     cap = cv2.VideoCapture(str(source))
     if not cap.isOpened():
         raise ValueError(f"{source} could not be opened as a video")
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    return Source(_video_frames(source, cap), count or None, fps if 0 < fps < 1000 else FOLDER_FPS)
+
+
+def _folder_frames(paths):
+    for p in paths:
+        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        if img is None:
+            raise ValueError(f"{p} is not a readable image")
+        yield p.stem, cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def _video_frames(source, cap):
     i = 0
     try:
         while True:
@@ -58,55 +148,195 @@ def frames(source):
         raise ValueError(f"{source} has no readable frames")
 
 
-def to_input(rgb, image_size):
-    H, W = image_size
-    x = cv2.resize(rgb, (W, H), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
-    return torch.from_numpy((x - MEAN) / STD).permute(2, 0, 1)
+class DepthFolder:
+    """<name>.npy (depth [h, w] float32) and <name>.png (colour-mapped) written into a hidden
+    temporary folder beside `out`, moved into `out` only when every frame is done."""
+
+    def __init__(self, out, overwrite):
+        self.out = Path(out)
+        if self.out.exists() and not self.out.is_dir():
+            raise ValueError(f"--out {self.out} exists and is not a folder")
+        if self.out.is_dir() and any(self.out.iterdir()) and not overwrite:
+            raise ValueError(
+                f"--out {self.out} is not empty; choose another folder or pass --overwrite "
+                "(files of the same name are replaced, others kept)"
+            )
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(dir=self.out.parent, prefix=f".{self.out.name}.part-"))
+
+    def write(self, name, rgb, depth, colour):
+        np.save(self.tmp / f"{name}.npy", depth)
+        cv2.imwrite(str(self.tmp / f"{name}.png"), colour)
+
+    def finish(self):
+        self.out.mkdir(exist_ok=True)
+        for f in sorted(self.tmp.iterdir()):
+            os.replace(f, self.out / f.name)
+        self.tmp.rmdir()
+
+    def discard(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def count(source):
-    source = Path(source)
-    if source.is_dir():
-        return sum(p.suffix.lower() in IMAGE_EXTS for p in source.iterdir())
-    cap = cv2.VideoCapture(str(source))
-    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
-    cap.release()
-    return n or None
+class SideBySide:
+    """An mp4 (mp4v) of frame | colour-mapped depth at the first frame's resolution (each half
+    downscaled when the pair is wider than MAX_VIDEO_WIDTH, and kept to even sizes, which the
+    codec needs); written to a temporary file renamed to `path` at the end."""
+
+    def __init__(self, path, fps, overwrite, log):
+        self.path, self.fps, self.log = Path(path), fps, log
+        if self.path.suffix.lower() != ".mp4":
+            raise ValueError(f"--video-out {self.path} must be an .mp4 file")
+        if self.path.exists() and not overwrite:
+            raise ValueError(f"--video-out {self.path} exists; choose another name or --overwrite")
+        if not self.path.parent.is_dir():
+            raise ValueError(f"--video-out {self.path}: folder {self.path.parent} does not exist")
+        fd, tmp = tempfile.mkstemp(
+            dir=self.path.parent, prefix=f".{self.path.stem}.", suffix=".mp4"
+        )
+        os.close(fd)
+        self.tmp, self.writer, self.size, self.frames = Path(tmp), None, None, 0
+
+    def _open(self, h, w):
+        s = min(1.0, MAX_VIDEO_WIDTH / (2 * w))
+        vh, vw = max(2, int(h * s) // 2 * 2), max(2, int(w * s) // 2 * 2)
+        self.size = (vh, vw)
+        self.writer = cv2.VideoWriter(
+            str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (2 * vw, vh)
+        )
+        if not self.writer.isOpened():
+            raise ValueError(f"--video-out {self.path}: OpenCV cannot write an mp4v video here")
+        note = "" if (vh, vw) == (h, w) else f", each half resized from {w}x{h}"
+        self.log(f"video {self.path}: {2 * vw}x{vh} at {self.fps:g} fps (frame | depth{note})")
+
+    def write(self, name, rgb, depth, colour):
+        if self.writer is None:
+            self._open(*rgb.shape[:2])
+        vh, vw = self.size
+        halves = [cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), colour]
+        if rgb.shape[:2] != (vh, vw):
+            halves = [cv2.resize(x, (vw, vh), interpolation=cv2.INTER_AREA) for x in halves]
+        self.writer.write(np.concatenate(halves, 1))
+        self.frames += 1
+
+    def finish(self):
+        self.writer.release()
+        os.replace(self.tmp, self.path)
+
+    def discard(self):
+        if self.writer is not None:
+            self.writer.release()
+        self.tmp.unlink(missing_ok=True)
+
+
+def _stderr(msg):
+    tqdm.write(msg, file=sys.stderr)
 
 
 @torch.no_grad()
-def run(checkpoint_path, source, out_dir, device="cpu", progress=True):
-    model, image_size = load_depth_model(checkpoint_path, device)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    n = 0
-    for name, rgb in tqdm(
-        frames(source),
-        total=count(source),
-        desc="scdepth-infer",
-        unit="frame",
-        disable=not progress,
-    ):
-        depth = model(to_input(rgb, image_size)[None].to(device))[0, 0].float().cpu().numpy()
-        np.save(out / f"{name}.npy", depth)
-        cv2.imwrite(str(out / f"{name}.png"), depth_to_bgr(depth))
-        n += 1
+def run(
+    checkpoint_path,
+    source,
+    out_dir=None,
+    *,
+    video_out=None,
+    size=None,
+    fps=None,
+    overwrite=False,
+    device="cpu",
+    progress=True,
+    log=_stderr,
+):
+    """Depth of every frame of `source` into `out_dir` and/or a side-by-side `video_out`;
+    `size` (H, W) is the network input (default: the checkpoint's training size).
+    Returns the number of frames."""
+    if out_dir is None and video_out is None:
+        raise ValueError("give --out (depth maps) or --video-out (a video), or both")
+    net_size = None if size is None else check_size(size)
+    src = open_source(source)
+    if fps is not None and not fps > 0:
+        raise ValueError(f"--fps must be > 0, got {fps}")
+    model, train_size = load_depth_model(checkpoint_path, device)
+    net_size = net_size or train_size
+    sinks = []
+    try:
+        if out_dir is not None:
+            sinks.append(DepthFolder(out_dir, overwrite))
+        if video_out is not None:
+            sinks.append(SideBySide(video_out, fps or src.fps, overwrite, log))
+        n, fit = 0, None
+        bar = tqdm(
+            src.frames, total=src.count, desc="scdepth-infer", unit="frame", disable=not progress
+        )
+        for name, rgb in bar:
+            if fit is None or fit.frame != rgb.shape[:2]:
+                fit = Fit.of(rgb.shape[:2], net_size)
+                log(fit.describe())
+            x = fit.to_input(rgb)[None].to(device)
+            depth = fit.to_frame(model(x)[0, 0].float().cpu().numpy())
+            colour = depth_to_bgr(depth)
+            for sink in sinks:
+                sink.write(name, rgb, depth, colour)
+            n += 1
+        for sink in sinks:
+            sink.finish()
+    except BaseException:
+        for sink in sinks:
+            sink.discard()
+        raise
     return n
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="scdepth-infer", description=__doc__)
+    ap = argparse.ArgumentParser(
+        prog="scdepth-infer",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("checkpoint", help="a checkpoint written by scdepth-train (best.pt, last.pt)")
     ap.add_argument("source", help="a folder of images or a video file")
-    ap.add_argument("--out", required=True, help="folder for <name>.npy depth and <name>.png")
+    ap.add_argument(
+        "--out",
+        help="folder for <name>.npy (float32 depth at the frame's resolution, network unit: "
+        "right up to scale) and <name>.png (colour-mapped inverse depth)",
+    )
+    ap.add_argument(
+        "--video-out", metavar="FILE.mp4", help="a side-by-side video: frame | colour-mapped depth"
+    )
+    ap.add_argument(
+        "--size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        help="network input, multiples of 32 (default: the checkpoint's training size); "
+        "frames are resized into it with their aspect ratio kept and padded",
+    )
+    ap.add_argument(
+        "--fps", type=float, help=f"video frame rate (default: the source's, or {FOLDER_FPS:g})"
+    )
+    ap.add_argument(
+        "--overwrite", action="store_true", help="write into a non-empty --out, replace --video-out"
+    )
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
     try:
-        n = run(a.checkpoint, a.source, a.out, a.device, progress=not a.no_progress)
+        n = run(
+            a.checkpoint,
+            a.source,
+            a.out,
+            video_out=a.video_out,
+            size=a.size,
+            fps=a.fps,
+            overwrite=a.overwrite,
+            device=a.device,
+            progress=not a.no_progress,
+        )
     except (ValueError, checkpoint.CheckpointError) as e:
         ap.error(str(e))
-    print(f"wrote {n} depth maps to {a.out}")
+    wrote = [f"depth maps to {a.out}"] if a.out else []
+    wrote += [f"a video to {a.video_out}"] if a.video_out else []
+    print(f"wrote {n} frames: {' and '.join(wrote)}")
     return 0
 
 

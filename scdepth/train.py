@@ -168,6 +168,7 @@ def _train(cfg, out, dist, resume, progress):
         image_size=cfg.image_size,
         sequence_length=cfg.sequence_length,
         skip_frames=cfg.skip_frames,
+        use_pseudo_depth=cfg.uses_pseudo_depth(),  # V3's refinements only; checked here
         seed=cfg.seed,
     )
     validator = Validator(cfg) if dist.is_main else None

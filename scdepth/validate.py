@@ -28,6 +28,7 @@ class Validator:
                 split="val",
                 sequence_length=cfg.sequence_length,
                 skip_frames=cfg.skip_frames,
+                use_pseudo_depth=cfg.uses_pseudo_depth(),
                 augment=False,
             )
             self.mode = "photo"

@@ -74,8 +74,9 @@ def make_layout(root: Path, *, train=("s0", "s1"), val=("v0",), depth="npy", **k
 
 
 def make_testing(root: Path, n=4, size=(32, 40), depth="npy", masks=True):
+    """ROOT/testing with color/, depth/ and (with `masks`) seg_mask/."""
     t = root / "testing"
-    for sub in ("color", "depth", "seg_mask"):
+    for sub in ("color", "depth", "seg_mask") if masks else ("color", "depth"):
         (t / sub).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(1)
     for i in range(n):

@@ -5,7 +5,7 @@ import pytest
 from data_fixtures import make_layout, make_testing, write_scene
 
 from scdepth.data.dataset import TestFolder, TrainFolder, ValFolder
-from scdepth.data.layout import DatasetError, UnreadableFrame, validate_layout
+from scdepth.data.layout import DatasetError, UnreadableFrame, validate_layout, validate_testing
 
 
 @pytest.fixture
@@ -71,6 +71,18 @@ def test_pseudo_depth_count(root):
     TrainFolder(root, image_size=(16, 24), use_pseudo_depth=False)  # fine without it
 
 
+def test_missing_pseudo_depth_says_how_to_fill_it(tmp_path):
+    root = make_layout(tmp_path / "ds", pseudo=False)
+    with pytest.raises(DatasetError) as e:
+        TrainFolder(root, image_size=(16, 24), use_pseudo_depth=True)
+    msg = str(e.value)
+    assert msg.startswith(f"{root}/training/s0/leres_depth: 0 pseudo-depth PNGs for 7 frames")
+    assert f"`scdepth-pseudo {root} --model MODEL.ts`" in msg and "method=sc_depth_v1" in msg
+    assert not (root / "training/s0/leres_depth").exists()  # the check creates nothing
+    scenes = validate_layout(root, "train", use_pseudo_depth=False)
+    assert [s.pseudo for s in scenes] == [None, None]
+
+
 def test_empty_scene(root):
     write_scene(root / "training/s2", n_frames=0)
     (root / "training/train.txt").write_text("s0\ns2\n")
@@ -124,6 +136,16 @@ def test_testing_needs_depth_per_image(tmp_path):
         TestFolder(root)
     with pytest.raises(DatasetError, match=r"testing/color: missing"):
         TestFolder(tmp_path)
+
+
+def test_testing_seg_mask_is_all_or_nothing(tmp_path):
+    """No seg_mask/ (static scenes) is fine; a seg_mask/ missing some masks is an error."""
+    bare = make_testing(tmp_path / "bare", n=3, masks=False)
+    assert [s.mask for s in validate_testing(bare)] == [None] * 3
+    root = make_testing(tmp_path / "t", n=3)
+    (root / "testing/seg_mask/img1.png").unlink()
+    with pytest.raises(DatasetError, match=r"testing/seg_mask: no mask for img1\.png"):
+        TestFolder(root)
 
 
 def test_corruption_after_the_check(root):

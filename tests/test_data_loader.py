@@ -148,6 +148,17 @@ def test_val_folder_reads_gt_in_metres(tmp_path, dataset, kind):
     assert item["name"] == "v0/000003"
 
 
+def test_scenes_without_pseudo_depth_or_seg_mask(tmp_path):
+    """Methods without pseudo-depth read scenes that have no leres_depth/; a test split
+    without seg_mask/ gives items without "mask"."""
+    make_layout(tmp_path, train=("s0",), val=(), pseudo=False)
+    item = TrainFolder(tmp_path, image_size=(16, 24), use_pseudo_depth=False)[0]
+    assert set(item) == {"tgt", "refs", "K"}
+    make_testing(tmp_path, n=2, masks=False)
+    ds = TestFolder(tmp_path, image_size=(16, 24))
+    assert not ds.has_mask and set(ds[0]) == {"img", "depth", "name"}
+
+
 def test_test_folder(tmp_path):
     make_testing(tmp_path, n=3)
     ds = TestFolder(tmp_path, image_size=(16, 24), dataset="synthetic")

@@ -193,3 +193,21 @@ def test_cli_checkpoint_uses_load_depth_model(testset, tmp_path, monkeypatch, ca
     assert seen == [torch.Size([1, 3, 16, 20])] * 3
     r = json.loads((tmp_path / "c.json").read_text())["regions"]
     assert r["all"]["count"] == 3 and r["all"]["abs_rel"] > 0.1  # a flat guess is poor
+
+
+def test_split_without_seg_mask_scores_all_pixels_only(tmp_path, capsys):
+    """Static scenes (KITTI, NYU, TUM fr1) come without testing/seg_mask: the "all" row only."""
+    root = make_testing(tmp_path / "ds", n=2, masks=False)
+    preds = tmp_path / "pred"
+    preds.mkdir()
+    for i in range(2):
+        gt = np.load(root / f"testing/depth/img{i}.npy")
+        np.save(preds / f"img{i}.npy", np.where(np.arange(40) < 10, 3.0, 1.0) * gt)
+    r = evaluate_folder(preds, root, "synthetic", progress=False)
+    assert set(r) == {"all"} and r["all"]["count"] == 2 and r["all"]["abs_rel"] > 0.1
+    argv = ["--pred-dir", str(preds), "--data-root", str(root), "--dataset", "synthetic"]
+    assert main([*argv, "--no-progress", "--json", str(tmp_path / "r.json")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[2:4]] == ["all", "(no"]
+    assert "dynamic" not in lines[2] and len(lines) == 4
+    assert set(json.loads((tmp_path / "r.json").read_text())["regions"]) == {"all"}

@@ -5,8 +5,10 @@ import json
 import pytest
 import torch
 from conftest import tiny_config
+from data_fixtures import make_layout, make_testing, write_scene
 
 from scdepth import checkpoint, config, train
+from scdepth.data.layout import DatasetError
 from scdepth.ops import get_backend
 from scdepth.step import TERMS, compute_losses
 
@@ -192,3 +194,56 @@ def test_nondeterministic_kernels_are_reported_under_deterministic_algorithms():
             alert_not_deterministic("x")
     finally:
         torch.use_deterministic_algorithms(False)
+
+
+def test_only_the_terms_that_read_it_need_pseudo_depth(tiny_synthetic):
+    def uses(**values):
+        return config.apply(tiny_config(tiny_synthetic), values, "test").uses_pseudo_depth()
+
+    assert uses(method="sc_depth_v3") and not uses(method="sc_depth_v1")
+    assert not uses(method="monodepth2")
+    assert uses(no_drr=True) and uses(no_lsr=True)  # one refinement left still reads it
+    assert not uses(no_drr=True, no_lsr=True)
+    assert uses(method="sc_depth_v1", **{"weights.mask_rank": 0.1})
+
+
+@pytest.fixture(scope="module")
+def without_pseudo_depth(tmp_path_factory):
+    """Real footage as scdepth-prepare imports it: frames and cam.txt, no leres_depth/; a val
+    scene without GT (photometric validation); a test split without seg_mask/ (static)."""
+    root = tmp_path_factory.mktemp("imported")
+    make_layout(root, train=("s0",), val=(), pseudo=False)
+    write_scene(root / "training/v0", n_frames=5, pseudo=False, seed=1)
+    (root / "training/val.txt").write_text("v0\n")
+    return make_testing(root, n=2, masks=False)
+
+
+@pytest.mark.parametrize(
+    "method, ablation",
+    [("sc_depth_v1", {}), ("monodepth2", {}), ("sc_depth_v3", {"no_drr": True, "no_lsr": True})],
+)
+def test_methods_without_pseudo_depth_train_on_scenes_without_it(
+    without_pseudo_depth, tmp_path, capsys, method, ablation
+):
+    cfg = tiny_config(without_pseudo_depth, method=method, epochs=1, **ablation)
+    run = train.train(cfg, tmp_path / "run", progress=False)
+    assert run.step == 2 and run.skipped == {"unreadable": 0, "non_finite": 0}
+    log = [json.loads(x) for x in (tmp_path / "run/log.jsonl").read_text().splitlines()]
+    assert "photo" in next(x for x in log if x["kind"] == "val")  # val scene without GT
+    # the final evaluation of a test split without seg_mask: the "all" row only
+    assert set(run.test_metrics) == {"all"} and run.test_metrics["all"]["count"] == 2
+    table = capsys.readouterr().out
+    assert "\nall " in table and "\ndynamic " not in table and "\nstatic " not in table
+
+
+def test_v3_without_pseudo_depth_stops_before_training(without_pseudo_depth, tmp_path, capsys):
+    root, out = without_pseudo_depth, tmp_path / "run"
+    with pytest.raises(DatasetError) as e:
+        train.train(tiny_config(root), out, progress=False)
+    assert str(e.value).startswith(f"{root}/training/s0/leres_depth: 0 pseudo-depth PNGs")
+    assert f"`scdepth-pseudo {root} --model MODEL.ts`" in str(e.value)
+    assert not any(out.iterdir())  # no checkpoint, log or config written
+    argv = ["--out", str(out), "--no-progress", f"data_root={root}", "image_size=[64, 64]"]
+    assert train.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("scdepth-train: error: ") and "scdepth-pseudo" in err

@@ -38,7 +38,9 @@ class TrainFolder(Dataset):
 
     Item: "tgt" [3, H, W] and "refs" [N, 3, H, W] normalised float32 (N = sequence_length - 1,
     references ordered -m*k, ..., -k, k, ..., m*k), "K" [3, 3] float32 for the output,
-    "pseudo_depth" [1, H, W] float32 relative depth (when use_pseudo_depth).
+    "pseudo_depth" [1, H, W] float32 relative depth (when use_pseudo_depth: pass
+    ``cfg.uses_pseudo_depth()``, so that scenes without leres_depth/ serve the methods that
+    do not read it).
     Augmentation is drawn per item from (seed, epoch, index) when ``seed`` is given (call
     ``set_epoch``), else from fresh entropy; all frames of a sample share it.
     """

@@ -3,7 +3,8 @@
     ROOT/training/<scene>/*.jpg|*.png        frames, sorted by name
     ROOT/training/<scene>/cam.txt            3x3 intrinsics at the stored resolution
     ROOT/training/<scene>/frame_index.txt    optional: indices of the frames to use
-    ROOT/training/<scene>/leres_depth/*.png  pseudo-depth, one per frame (uint16, relative)
+    ROOT/training/<scene>/leres_depth/*.png  pseudo-depth, one per frame (uint16, relative);
+                                             read only when the losses use it (SC-DepthV3)
     ROOT/training/<scene>/depth/*            optional GT (.png / spec scale, .npy, .npz)
     ROOT/training/<scene>/seg_mask/*.png     optional dynamic masks (scdepth-synth writes them)
     ROOT/training/train.txt, val.txt         scene names
@@ -194,9 +195,13 @@ def load_scene(path: Path, *, use_pseudo_depth: bool, full_check: bool = False) 
         pseudo_dir = path / "leres_depth"
         pseudo = list_files(pseudo_dir, (".png",)) if pseudo_dir.is_dir() else []
         if len(pseudo) != len(frames):
+            root = path.parent.parent  # ROOT/training/<scene>
             raise DatasetError(
-                f"{path / 'leres_depth'}: {len(pseudo)} pseudo-depth PNGs for {len(frames)} "
-                "frames (run scdepth-pseudo, or train without pseudo-depth)"
+                f"{pseudo_dir}: {len(pseudo)} pseudo-depth PNGs for {len(frames)} frames; "
+                "SC-DepthV3's mask_rank, normal_matching and normal_rank losses need one per "
+                f"frame. Fill it with `scdepth-pseudo {root} --model MODEL.ts` (or --hub "
+                "REPO:ENTRY), or train without them (method=sc_depth_v1, or no_drr=true "
+                "no_lsr=true)"
             )
         _check_files(pseudo, full_check, read_pseudo_depth)
     index_file = path / "frame_index.txt"
@@ -268,7 +273,8 @@ class TestSample:
 
 
 def validate_testing(root, *, full_check: bool = False) -> list[TestSample]:
-    """Check ``ROOT/testing`` (color/, depth/, optional seg_mask/) and pair files by stem."""
+    """Check ``ROOT/testing`` (color/, depth/, optional seg_mask/: none or one per image)
+    and pair files by stem."""
     testing = Path(root) / "testing"
     color_dir = testing / "color"
     if not color_dir.is_dir():
@@ -280,7 +286,12 @@ def validate_testing(root, *, full_check: bool = False) -> list[TestSample]:
     missing = [c for c, d in zip(colors, depths, strict=True) if d is None]
     if missing:
         raise DatasetError(f"{testing / 'depth'}: no GT depth for {missing[0].name}")
+    # seg_mask/ is optional (static scenes: KITTI, NYU, TUM fr1 have none; the evaluation
+    # then reports all pixels only), but when it has masks it must have one for every image.
     masks = match_by_stem(colors, testing / "seg_mask", IMAGE_EXTS)
+    unmasked = [c for c, m in zip(colors, masks, strict=True) if m is None]
+    if unmasked and len(unmasked) < len(colors):
+        raise DatasetError(f"{testing / 'seg_mask'}: no mask for {unmasked[0].name}")
     _check_files(colors, full_check, read_image)
     _check_files(depths, full_check, lambda p: read_depth(p, 1.0))
     _check_files([m for m in masks if m is not None], full_check, read_mask)
