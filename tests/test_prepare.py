@@ -187,6 +187,12 @@ def test_frames_slice_and_stride(tmp_path):
     with pytest.raises(ValueError, match="no frame selected"):
         prepare(src, tmp_path / "ds", "t", fov=60, frames="20:", progress=False, log=None)
     assert not (tmp_path / "ds/training/t").exists()
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "x.png").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"x\.png: cannot be read"):
+        prepare(bad, tmp_path / "new_root", "t", fov=60, progress=False, log=None)
+    assert not (tmp_path / "new_root").exists()  # nothing left behind, not even ROOT
 
 
 def test_scale_intrinsics_crop_then_resize():

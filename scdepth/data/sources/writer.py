@@ -92,10 +92,11 @@ def write_scene(
     camera(source (H, W)) -> (K, dist or None) at the source size, asked at the first frame.
     """
     parent = root / ("testing" if split == "test" else "training")
+    made = [p for p in (root, parent) if not p.exists()]  # removed again if the import fails
     parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{scene}.partial-", dir=parent))
     try:
-        kept, K_out = _write_frames(
+        kept, K_out, wrote_depth = _write_frames(
             rec, stage, scene, split, selection, camera, image_size, static_threshold, ext,
             progress,
         )  # fmt: skip
@@ -108,11 +109,17 @@ def write_scene(
             if rec.times is not None:
                 write_times(stage / "times.txt", rec.times[kept])
             out = _commit_scene(stage, parent, scene, split)
-    finally:
-        if stage.exists():
-            shutil.rmtree(stage)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        for p in reversed(made):
+            if p.is_dir() and not any(p.iterdir()):
+                p.rmdir()
+        raise
+    if stage.exists():  # the test split's emptied staging folder
+        shutil.rmtree(stage)
     if log:
-        extra = [n for n in ("poses.txt", "times.txt", "depth") if (out / n).exists()]
+        extra = [n for n in ("poses.txt", "times.txt") if split != "test" and (out / n).exists()]
+        extra += ["GT depth"] * wrote_depth
         log(f"wrote {out} ({len(kept)} frames{''.join(', ' + e for e in extra)})")
     return out, len(kept)
 
@@ -167,7 +174,7 @@ def _write_frames(
         if src_size is None:
             raise DatasetError(f"{rec.source}: no frame selected (check --frames) or readable")
         raise DatasetError(f"{rec.source}: every selected frame was dropped as static")
-    return kept, K_out
+    return kept, K_out, depth_dir.is_dir()
 
 
 def _write_list(path: Path, names: list[str]) -> None:
