@@ -140,3 +140,117 @@ def test_refusals(video, tmp_path, capsys):
     (tmp_path / "junk.avi").write_bytes(b"not a video")
     with pytest.raises(Exception, match="cannot open it as a video"):
         prepare(tmp_path / "junk.avi", root, "h", fov=60, progress=False)
+
+
+# --- formats, slices, intrinsics, atomic writes ------------------------------------------
+
+
+def test_auto_detection(tmp_path, video):
+    from source_fixtures import write_kitti_odometry, write_kitti_raw, write_tum
+
+    from scdepth.data.sources import detect
+
+    tum = write_tum(tmp_path / "tum", [1.0, 1.1], [1.0, 1.1])
+    odo = write_kitti_odometry(tmp_path / "odo")
+    raw = write_kitti_raw(tmp_path / "2011_09_26")
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    cv2.imwrite(str(imgs / "a.png"), _frames()[0])
+    assert detect(tum)[0] == "tum"
+    assert detect(tmp_path / "odo")[0] == detect(odo)[0] == "kitti-odometry"
+    assert detect(raw)[0] == detect(raw.parent)[0] == "kitti-raw"
+    assert detect(imgs) == ("folder", "1 images")
+    assert detect(video)[0] == "video"
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty/notes.txt").write_text("x")
+    with pytest.raises(ValueError, match=r"empty: matches no format.*--format"):
+        detect(tmp_path / "empty")
+    with pytest.raises(ValueError, match="a single image"):
+        detect(imgs / "a.png")
+
+
+def test_frames_slice_and_stride(tmp_path):
+    from scdepth.data.prepare import parse_frames
+
+    assert parse_frames("2:10:3") == slice(2, 10, 3)
+    assert parse_frames(":5") == slice(None, 5)
+    for bad in ("5", "a:b", "1:5:0"):
+        with pytest.raises(ValueError, match="--frames"):
+            parse_frames(bad)
+    src = tmp_path / "imgs"
+    src.mkdir()
+    for i, f in enumerate(_frames()):
+        cv2.imwrite(str(src / f"f{i:03d}.png"), f)
+    scene = prepare(src, tmp_path / "ds", "s", fov=60, frames="1:11:2", stride=2,
+                    static_threshold=0, progress=False, log=None)  # fmt: skip
+    assert sorted(p.stem for p in scene.glob("*.jpg")) == ["000001", "000005", "000009"]
+    with pytest.raises(ValueError, match="no frame selected"):
+        prepare(src, tmp_path / "ds", "t", fov=60, frames="20:", progress=False, log=None)
+    assert not (tmp_path / "ds/training/t").exists()
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "x.png").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"x\.png: cannot be read"):
+        prepare(bad, tmp_path / "new_root", "t", fov=60, progress=False, log=None)
+    assert not (tmp_path / "new_root").exists()  # nothing left behind, not even ROOT
+
+
+def test_scale_intrinsics_crop_then_resize():
+    from scdepth.data.transforms import scale_intrinsics
+
+    K = np.array([[100.0, 0, 49.5], [0, 90, 39.5], [0, 0, 1]])
+    # crop 40x60 at (y0, x0) = (10, 20) of a 80x100 image, then resize it to 20x30 (half)
+    K2 = scale_intrinsics(K, (80, 100), (20, 30), crop=(10, 20, 40, 60))
+    np.testing.assert_allclose(K2, [[50, 0, 14.5], [0, 45, 14.5], [0, 0, 1]])
+    # a point projects to the same place: u' = ((u - x0) + 0.5) * s - 0.5
+    X = np.array([0.3, -0.2, 2.0])
+    u, v = (K @ X)[:2] / X[2]
+    u2, v2 = (K2 @ X)[:2] / X[2]
+    assert (u2, v2) == pytest.approx(((u - 20 + 0.5) * 0.5 - 0.5, (v - 10 + 0.5) * 0.5 - 0.5))
+
+
+def test_folder_intrinsics_file_and_test_split_without_gt(tmp_path):
+    src = tmp_path / "clip"
+    src.mkdir()
+    for i, f in enumerate(_frames()[:4]):
+        cv2.imwrite(str(src / f"{i:03d}.png"), f)
+    (src / "intrinsics.txt").write_text("50\n51\n31.5\n23.5\n")
+    lines = []
+    scene = prepare(src, tmp_path / "ds", "c", image_size=(24, 32), progress=False,
+                    log=lines.append)  # fmt: skip
+    assert any(s.startswith("intrinsics: intrinsics.txt") for s in lines)
+    np.testing.assert_allclose(
+        np.loadtxt(scene / "cam.txt"), [[25, 0, 15.5], [0, 25.5, 11.5], [0, 0, 1]], atol=1e-6
+    )
+    (src / "intrinsics.txt").write_text("50 51 31.5\n")
+    with pytest.raises(ValueError, match=r"intrinsics\.txt: expected 4 numbers"):
+        prepare(src, tmp_path / "ds", "d", progress=False, log=None)
+    (src / "intrinsics.txt").unlink()
+    out = prepare(src, tmp_path / "ds", "c", split="test", fx=40, progress=False, log=None)
+    assert len(list((out / "color").iterdir())) == 4 and not (out / "depth").exists()
+
+
+def test_failed_overwrite_keeps_the_old_scene(tmp_path):
+    src = tmp_path / "imgs"
+    src.mkdir()
+    for i, f in enumerate(_frames()):
+        cv2.imwrite(str(src / f"f{i:03d}.png"), f)
+    root = tmp_path / "ds"
+    prepare(src, root, "a", fov=60, progress=False, log=None)
+    prepare(src, root, "b", fov=60, split="val", progress=False, log=None)
+    before = {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    (src / "f007.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    with pytest.raises(ValueError, match=r"f007\.png: cannot be read as an image"):
+        prepare(src, root, "a", fov=60, overwrite=True, progress=False, log=None)
+    after = {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    assert after == before  # old scene, lists, no staging folder left
+    assert sorted(p.name for p in (root / "training").iterdir()) == [
+        "a",
+        "b",
+        "train.txt",
+        "val.txt",
+    ]
+    (src / "f007.png").unlink()
+    prepare(src, root, "b", fov=60, overwrite=True, progress=False, log=None)  # val -> train
+    assert (root / "training/train.txt").read_text() == "a\nb\n"
+    assert (root / "training/val.txt").read_text() == ""

@@ -5,6 +5,6 @@
 - transforms.py  flip / scale-and-crop / resize with exact intrinsics; normalisation
 - dataset.py   TrainFolder, ValFolder, TestFolder (torch Datasets)
 - synth.py     scdepth-synth (render.py: ray caster, textures.py, scenes.py: presets)
-- prepare.py   scdepth-prepare: video or image folder -> scene
+- prepare.py   scdepth-prepare: a raw recording -> scene (sources/: one importer a format)
 - pseudo.py    scdepth-pseudo: leres_depth/ from a TorchScript or torch.hub depth model
 """

@@ -2,6 +2,12 @@
 
 The numbers follow the public SC-Depth data and evaluation code (SC_Depth_pl,
 ``compute_metrics``); ``configs/*.yaml`` are written from this table.
+
+GT depth unit of the layout: **metres**. ``scdepth-prepare`` (and ``scdepth-synth``) write GT
+as float32 ``.npy`` in metres, 0 = no reading; ``.npy``/``.npz`` are never scaled. Only 16-bit
+PNG GT is scaled, and its scales live here, in one place: ``DatasetSpec.depth_png_scale`` for
+PNGs inside a layout (SC-Depth's prepared test sets), ``RAW_DEPTH_PNG_SCALES`` for the raw
+recordings the importers read (their ``--depth-scale`` default).
 """
 
 from __future__ import annotations
@@ -46,6 +52,10 @@ DATASETS: dict[str, DatasetSpec] = {
     # 100 m covers both presets (indoor rooms stay under 10 m, the outdoor street under 100 m).
     "synthetic": DatasetSpec("synthetic", 1000.0, ".npy", 1e-3, 100.0, None, (128, 160)),
 }
+
+# Raw recordings: a 16-bit depth PNG value / scale = metres. TUM RGB-D and Bonn RGB-D
+# Dynamic (same layout) store 1/5000 m; RealSense and Azure Kinect SDKs save millimetres.
+RAW_DEPTH_PNG_SCALES: dict[str, float] = {"tum": 5000.0, "bonn": 5000.0, "realsense": 1000.0}
 
 # Crop boxes as fractions of the GT size: (y1, y2, x1, x2).
 EVAL_CROPS: dict[str, tuple[float, float, float, float]] = {

@@ -5,10 +5,16 @@
     ROOT/training/<scene>/frame_index.txt    optional: indices of the frames to use
     ROOT/training/<scene>/leres_depth/*.png  pseudo-depth, one per frame (uint16, relative);
                                              read only when the losses use it (SC-DepthV3)
-    ROOT/training/<scene>/depth/*            optional GT (.png / spec scale, .npy, .npz)
+    ROOT/training/<scene>/depth/*            optional GT depth, one per frame (by stem)
+    ROOT/training/<scene>/poses.txt, times.txt  optional GT poses / timestamps (poses.py)
     ROOT/training/<scene>/seg_mask/*.png     optional dynamic masks (scdepth-synth writes them)
     ROOT/training/train.txt, val.txt         scene names
     ROOT/testing/color/*, depth/*, seg_mask/*
+
+GT depth is in metres: float32 ``.npy`` (what scdepth-prepare and scdepth-synth write; 0 = no
+reading) or ``.npz``; a 16-bit ``.png`` is divided by the dataset's ``depth_png_scale``
+(scdepth/data/datasets.py, the one place for those scales). GT may be stored at another size
+than the frames (the evaluator resizes each prediction to its GT).
 
 How cheap the check is: every file's first bytes are compared with its format's signature
 (catches empty, truncated-to-nothing and mislabelled files) and the first frame and first

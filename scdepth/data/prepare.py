@@ -1,24 +1,35 @@
-"""scdepth-prepare: a video file or an image folder -> one scene of the SC-Depth layout.
+"""scdepth-prepare: a raw recording -> one scene of the SC-Depth layout.
 
-Frames are resized to the chosen size (cam.txt scaled to match) and near-static frames are
-dropped: a frame is kept when the mean absolute grey-level difference to the last kept
-frame reaches ``static_threshold``. The difference is taken in float32; the public code took
-it in uint8, where 3 - 5 wraps around to 254 and a still camera looks like it moved. Kept
-frames are named by their index in the source, so the order and the origin stay visible.
+Formats (``--format auto`` picks one from what SOURCE holds and says which): a video file, a
+folder of images, the TUM RGB-D layout (also Bonn and RealSense recordings laid out the same
+way), a KITTI odometry sequence, a KITTI raw drive; see scdepth/data/sources/.
+
+``--split train|val`` writes ``ROOT/training/<scene>/`` (frames, cam.txt, and where the source
+has them depth/*.npy GT in metres, poses.txt, times.txt) and lists the scene in
+train.txt / val.txt; ``--split test`` writes ``ROOT/testing/color`` and, where the source has
+GT, ``ROOT/testing/depth`` (files ``<scene>_NNNNNN``). Frames are resized to ``--size`` with
+cam.txt scaled to match, and named by their index in the source. For train, near-static
+frames are dropped: a frame is kept when the mean absolute grey-level difference to the last
+kept frame reaches ``static_threshold`` (taken in float32: in uint8, 3 - 5 wraps around to
+254 and a still camera looks like it moved); poses and times follow the kept frames. An
+import that fails leaves ROOT as it was.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 
-import cv2
 import numpy as np
-from tqdm import tqdm
 
-from .layout import IMAGE_EXTS, DatasetError, check_intrinsics, list_files, read_intrinsics
-from .transforms import Augmentation, adjust_intrinsics
+from .layout import DatasetError, check_intrinsics, read_intrinsics
+from .sources import FORMATS, SourceOptions, open_source
+from .sources.writer import destination_taken, frame_difference, write_scene
+
+__all__ = ["frame_difference", "intrinsics_from_fov", "main", "parse_frames", "prepare"]
+
+SPLITS = ("train", "val", "test")
+STATIC_THRESHOLD = 1.0  # default for --split train; val/test keep every selected frame
 
 
 def intrinsics_from_fov(fov_deg: float, size) -> np.ndarray:
@@ -32,46 +43,94 @@ def intrinsics_from_fov(fov_deg: float, size) -> np.ndarray:
     return np.array([[f, 0, (w - 1) / 2], [0, f, (h - 1) / 2], [0, 0, 1]])
 
 
-def frame_difference(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean absolute difference of two uint8 images, in a wide dtype (no wrap-around)."""
-    return float(np.mean(np.abs(a.astype(np.float32) - b.astype(np.float32))))
-
-
-def read_source(source: Path):
-    """(number of frames or None, iterator of (index, BGR uint8 frame))."""
-    if source.is_dir():
-        files = list_files(source, IMAGE_EXTS)
-        if not files:
-            raise DatasetError(f"{source}: no .jpg or .png images")
-
-        def images():
-            for i, f in enumerate(files):
-                img = cv2.imread(str(f), cv2.IMREAD_COLOR)
-                if img is None:
-                    raise DatasetError(f"{f}: cannot be read as an image")
-                yield i, img
-
-        return len(files), images()
-    if not source.is_file():
-        raise FileNotFoundError(f"{source}: no such video file or image folder")
-    cap = cv2.VideoCapture(str(source))
-    if not cap.isOpened():
-        raise DatasetError(f"{source}: OpenCV cannot open it as a video")
-    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-
-    def frames():
-        i = 0
+def parse_frames(frames) -> slice:
+    """``"A:B[:STEP]"`` (any part may be empty), a slice, or None -> slice."""
+    if frames is None or isinstance(frames, slice):
+        s = frames or slice(None)
+    else:
+        parts = str(frames).split(":")
+        if len(parts) not in (2, 3):
+            raise ValueError(f"--frames must be A:B or A:B:STEP, got {frames!r}")
         try:
-            while True:
-                ok, img = cap.read()
-                if not ok:
-                    return
-                yield i, img
-                i += 1
-        finally:
-            cap.release()
+            s = slice(*(int(p) if p.strip() else None for p in parts))
+        except ValueError:
+            raise ValueError(f"--frames must hold integers, got {frames!r}") from None
+    if s.step is not None and s.step < 1:
+        raise ValueError(f"--frames STEP must be >= 1, got {s.step}")
+    return s
 
-    return count, frames()
+
+def _selection(frames: slice, stride: int, count: int | None) -> range:
+    """Source indices to import: frames[A:B:STEP], then every stride-th of those."""
+    step = (frames.step or 1) * stride
+    if count is not None:
+        start, stop, _ = frames.indices(count)
+        return range(start, stop, step)
+    if any(v is not None and v < 0 for v in (frames.start, frames.stop)):
+        raise ValueError("--frames: negative indices need a source whose length is known")
+    return range(frames.start or 0, frames.stop if frames.stop is not None else 2**62, step)
+
+
+def _check_options(scene, split, stride, static_threshold, ext, image_size, depth_scale, dist):
+    if split not in SPLITS:
+        raise ValueError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if not scene or "/" in scene or "\\" in scene or scene.startswith("."):
+        raise ValueError(f"--scene must be a plain folder name, got {scene!r}")
+    if stride < 1:
+        raise ValueError(f"--stride must be >= 1, got {stride}")
+    if static_threshold is not None and static_threshold < 0:
+        raise ValueError(f"--static-threshold must be >= 0, got {static_threshold}")
+    if ext not in ("jpg", "png"):
+        raise ValueError(f"--ext must be jpg or png, got {ext!r}")
+    if image_size is not None and (len(image_size) != 2 or min(image_size) < 1):
+        raise ValueError(f"--size must be two positive integers H W, got {image_size}")
+    if depth_scale is not None and not depth_scale > 0:
+        raise ValueError(f"--depth-scale must be > 0, got {depth_scale}")
+    if dist is not None and len(dist) not in (4, 5, 8):
+        raise ValueError(f"--dist takes k1 k2 p1 p2 [k3] (4, 5 or 8 numbers), got {len(dist)}")
+
+
+def _camera(rec, K, fov, fx, fy, cx, cy, dist, log):
+    """camera(source size) -> (K, dist) for the writer; the options win over the source."""
+    given = [n for n, v in (("K", K), ("fov", fov), ("fx", fx)) if v is not None]
+    if len(given) > 1:
+        raise ValueError(f"give the intrinsics one way (--cam, --fx or --fov), got {given}")
+    if not given and rec.K is None:
+        raise DatasetError(
+            f"{rec.source}: the {rec.format} source holds no intrinsics; give --cam cam.txt, "
+            "--fx (and --fy/--cx/--cy) or --fov"
+        )
+    if fx is None and any(v is not None for v in (fy, cx, cy)):
+        raise ValueError("--fy/--cx/--cy need --fx")
+    dist = None if dist is None else np.asarray(dist, dtype=np.float64)
+
+    def camera(size):
+        h, w = size
+        if K is not None:
+            out, where, d = K, "--cam", dist
+        elif fx is not None:
+            u0 = (w - 1) / 2 if cx is None else cx
+            v0 = (h - 1) / 2 if cy is None else cy
+            out = [[fx, 0, u0], [0, fx if fy is None else fy, v0], [0, 0, 1]]
+            where, d = "--fx/--fy/--cx/--cy", dist
+        elif fov is not None:
+            out, where, d = intrinsics_from_fov(fov, size), f"--fov {fov:g}", dist
+        else:
+            if rec.K_size is not None and tuple(rec.K_size) != tuple(size):
+                raise DatasetError(
+                    f"{rec.source}: {rec.K_from} is for {rec.K_size[1]}x{rec.K_size[0]} "
+                    f"images, these are {w}x{h}; give --cam, --fx or --fov"
+                )
+            out, where, d = rec.K, rec.K_from, dist if dist is not None else rec.dist
+        out = check_intrinsics(out, where)
+        if log:
+            log(f"intrinsics: {where}: fx {out[0, 0]:.2f} fy {out[1, 1]:.2f} "
+                f"cx {out[0, 2]:.2f} cy {out[1, 2]:.2f} at {w}x{h}")  # fmt: skip
+            if d is not None and np.any(d):
+                log(f"undistorting (k1 k2 p1 p2 k3 = {' '.join(f'{v:g}' for v in d)})")
+        return out, d
+
+    return camera
 
 
 def prepare(
@@ -79,133 +138,149 @@ def prepare(
     root,
     scene: str,
     *,
+    format: str = "auto",
+    split: str = "train",
+    frames=None,
+    stride: int = 1,
+    image_size=None,
     K=None,
     fov: float | None = None,
-    image_size=None,
-    static_threshold: float = 1.0,
-    stride: int = 1,
+    fx: float | None = None,
+    fy: float | None = None,
+    cx: float | None = None,
+    cy: float | None = None,
+    dist=None,
+    depth_scale: float | None = None,
+    max_dt: float = 0.02,
+    associations=None,
+    sequence: str | None = None,
+    poses: bool = True,
+    static_threshold: float | None = None,
     ext: str = "jpg",
-    split: str = "train",
     overwrite: bool = False,
     progress: bool = True,
+    log=print,
 ) -> Path:
-    """Write ``root/training/<scene>/`` (frames, cam.txt) and add the scene to <split>.txt.
+    """Import one recording into ROOT; returns the scene folder (``ROOT/testing`` for test).
 
-    K: 3x3 intrinsics at the source resolution; or ``fov`` (degrees across the width).
-    image_size: output (H, W), default the source size. Returns the scene folder.
+    frames: "A:B[:STEP]" or a slice of the source's frame indices; stride: then every N-th.
+    image_size: output (H, W), default the source size. Intrinsics at the source size, one
+    of K (3x3), fx (fy, cx, cy default fx and the centre) or fov (degrees across W); without
+    them the source's own (calib, intrinsics.txt, TUM's published calibration). dist:
+    OpenCV k1 k2 p1 p2 [k3]. static_threshold: None = 1.0 for train, 0 (keep all) otherwise.
+    log: a print-like callable for what was chosen, or None.
     """
-    if (K is None) == (fov is None):
-        raise ValueError("give the intrinsics either as K (cam.txt / fx fy cx cy) or as fov")
-    if stride < 1:
-        raise ValueError(f"--stride must be >= 1, got {stride}")
-    if static_threshold < 0:
-        raise ValueError(f"--static-threshold must be >= 0, got {static_threshold}")
-    if ext not in ("jpg", "png"):
-        raise ValueError(f"--ext must be jpg or png, got {ext!r}")
-    if not scene or "/" in scene or scene.startswith("."):
-        raise ValueError(f"--scene must be a plain folder name, got {scene!r}")
-    out = Path(root) / "training" / scene
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"{out}: not empty; pass --overwrite to replace this scene")
-        shutil.rmtree(out)
-    count, frames = read_source(Path(source))
-    out.mkdir(parents=True, exist_ok=True)
-    kept, last, src_size = 0, None, None
-    for i, img in tqdm(
-        frames, total=count, desc=f"prepare {scene}", unit="frame", disable=not progress
-    ):
-        if i % stride:
-            continue
-        if src_size is None:
-            src_size = img.shape[:2]
-            size = tuple(image_size) if image_size else src_size
-            K_src = intrinsics_from_fov(fov, src_size) if fov is not None else K
-            K_src = check_intrinsics(K_src, "--cam/--fx/--fy/--cx/--cy")
-        elif img.shape[:2] != src_size:
-            raise DatasetError(f"{source}: frame {i} is {img.shape[:2]}, frame 0 {src_size}")
-        img = cv2.resize(img, (size[1], size[0]), interpolation=cv2.INTER_AREA)
-        grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
-        if last is not None and frame_difference(grey, last) < static_threshold:
-            continue
-        last = grey
-        cv2.imwrite(str(out / f"{i:06d}.{ext}"), img)
-        kept += 1
-    if kept == 0:
-        shutil.rmtree(out)
-        raise DatasetError(f"{source}: no frames could be read")
-    np.savetxt(
-        out / "cam.txt", adjust_intrinsics(K_src, src_size, size, Augmentation()), fmt="%.6f"
+    _check_options(scene, split, stride, static_threshold, ext, image_size, depth_scale, dist)
+    if max_dt <= 0:
+        raise ValueError(f"--max-dt must be > 0 seconds, got {max_dt}")
+    frames = parse_frames(frames)
+    root = Path(root)
+    taken = destination_taken(root, scene, split)
+    if taken is not None and not overwrite:
+        raise FileExistsError(
+            f"{taken}: not empty, scene {scene!r} exists; pass --overwrite to replace it"
+        )
+    opts = SourceOptions(
+        split=split,
+        sequence=sequence,
+        depth_scale=depth_scale,
+        max_dt=max_dt,
+        associations=None if associations is None else Path(associations),
+        poses=poses,
     )
-    listing = Path(root) / "training" / f"{split}.txt"
-    names = listing.read_text().split() if listing.is_file() else []
-    if scene not in names:
-        listing.write_text("".join(f"{n}\n" for n in [*names, scene]))
+    rec, said = open_source(source, format, opts)
+    if log:
+        log(said)
+        for note in rec.notes:
+            log(note)
+        if split == "test" and not rec.has_depth:
+            log("no GT depth in this source: testing/color only")
+    camera = _camera(rec, K, fov, fx, fy, cx, cy, dist, log)
+    if static_threshold is None:
+        static_threshold = STATIC_THRESHOLD if split == "train" else 0.0
+    out, _ = write_scene(
+        rec,
+        root,
+        scene,
+        split=split,
+        selection=_selection(frames, stride, rec.count),
+        camera=camera,
+        image_size=image_size,
+        static_threshold=static_threshold,
+        ext=ext,
+        progress=progress,
+        log=log,
+    )
     return out
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="scdepth-prepare", description=__doc__.split("\n")[0])
-    ap.add_argument("source", help="video file (anything OpenCV reads) or folder of images")
-    ap.add_argument("--root", required=True, help="dataset root; writes ROOT/training/SCENE")
+    ap.add_argument("source", help="video file, image folder, TUM folder, KITTI folder")
+    ap.add_argument("--root", required=True, help="dataset root (ROOT/training, ROOT/testing)")
     ap.add_argument("--scene", required=True, help="scene folder name")
-    cam = ap.add_mutually_exclusive_group(required=True)
+    ap.add_argument("--format", choices=FORMATS, default="auto")
+    ap.add_argument("--split", choices=SPLITS, default="train")
+    ap.add_argument("--frames", metavar="A:B[:STEP]", help="slice of the source's frames")
+    ap.add_argument("--stride", type=int, default=1, help="use every N-th selected frame")
+    cam = ap.add_mutually_exclusive_group()
     cam.add_argument("--cam", help="cam.txt with the 3x3 intrinsics at the source resolution")
     cam.add_argument("--fx", type=float, help="focal length in pixels (source resolution)")
     cam.add_argument("--fov", type=float, help="horizontal field of view in degrees")
     ap.add_argument("--fy", type=float, help="default: fx")
     ap.add_argument("--cx", type=float, help="default: the image centre")
     ap.add_argument("--cy", type=float, help="default: the image centre")
+    ap.add_argument(
+        "--dist", type=float, nargs="+", metavar="K", help="distortion k1 k2 p1 p2 [k3]"
+    )
     ap.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="output size")
     ap.add_argument(
         "--static-threshold",
         type=float,
-        default=1.0,
-        help="drop frames whose mean |grey difference| to the last kept is below",
+        help="drop frames whose mean |grey difference| to the last kept is below "
+        f"(default {STATIC_THRESHOLD:g} for train, 0 for val/test)",
     )
-    ap.add_argument("--stride", type=int, default=1, help="use every N-th source frame")
+    ap.add_argument("--depth-scale", type=float, help="depth PNG value / this = metres")
+    ap.add_argument(
+        "--max-dt", type=float, default=0.02, help="TUM: largest RGB-depth time gap (s)"
+    )
+    ap.add_argument("--associations", help="TUM: association file (t rgb t depth a line)")
+    ap.add_argument("--sequence", "--drive", help="KITTI: sequence NN or drive folder name")
+    ap.add_argument("--no-poses", action="store_true", help="do not write GT poses")
     ap.add_argument("--ext", choices=("jpg", "png"), default="jpg")
-    ap.add_argument("--split", choices=("train", "val"), default="train")
     ap.add_argument("--overwrite", action="store_true")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
-    if a.fx is None and any(v is not None for v in (a.fy, a.cx, a.cy)):
-        ap.error("--fy/--cx/--cy need --fx")
     try:
-        K = read_intrinsics(Path(a.cam)) if a.cam else None
-        if a.fx is not None:
-            K = _k_from_values(a.source, a.fx, a.fy, a.cx, a.cy)
-        out = prepare(
+        prepare(
             a.source,
             a.root,
             a.scene,
-            K=K,
-            fov=a.fov,
-            image_size=a.size,
-            static_threshold=a.static_threshold,
-            stride=a.stride,
-            ext=a.ext,
+            format=a.format,
             split=a.split,
+            frames=a.frames,
+            stride=a.stride,
+            image_size=a.size,
+            K=read_intrinsics(Path(a.cam)) if a.cam else None,
+            fov=a.fov,
+            fx=a.fx,
+            fy=a.fy,
+            cx=a.cx,
+            cy=a.cy,
+            dist=a.dist,
+            depth_scale=a.depth_scale,
+            max_dt=a.max_dt,
+            associations=a.associations,
+            sequence=a.sequence,
+            poses=not a.no_poses,
+            static_threshold=a.static_threshold,
+            ext=a.ext,
             overwrite=a.overwrite,
             progress=not a.no_progress,
         )
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
+    except (ValueError, OSError) as e:
         ap.error(str(e))
-    print(f"wrote {out} ({len(list_files(out))} frames)")
     return 0
-
-
-def _k_from_values(source, fx, fy, cx, cy) -> np.ndarray:
-    """K from --fx/--fy/--cx/--cy; a missing centre is taken from the first source frame."""
-    if cx is None or cy is None:
-        _, frames = read_source(Path(source))
-        first = next(iter(frames), None)
-        if first is None:
-            raise DatasetError(f"{source}: no frames could be read")
-        h, w = first[1].shape[:2]
-        cx = (w - 1) / 2 if cx is None else cx
-        cy = (h - 1) / 2 if cy is None else cy
-    return np.array([[fx, 0, cx], [0, fx if fy is None else fy, cy], [0, 0, 1]])
 
 
 if __name__ == "__main__":

@@ -43,19 +43,32 @@ def _geometry(in_size, out_size, aug: Augmentation):
     return (zh, zw), (y0, x0)
 
 
+def scale_intrinsics(K: np.ndarray, in_size, out_size, crop=None) -> np.ndarray:
+    """K of an image of in_size (H, W) -> K after cutting out ``crop`` and resizing it to
+    out_size (H, W); the one place for this math (importers and augmentation use it).
+
+    crop: (y0, x0, h, w) in input pixels, default the whole image. With pixel centres at
+    integers a crop maps u -> u - x0 and a resize by s maps u -> (u + 0.5) s - 0.5.
+    """
+    K = np.array(K, dtype=np.float64)
+    y0, x0, h, w = (0, 0, *in_size) if crop is None else crop
+    sy, sx = out_size[0] / h, out_size[1] / w
+    K[0, 0] *= sx
+    K[1, 1] *= sy
+    K[0, 1] *= sx
+    K[0, 2] = (K[0, 2] - x0 + 0.5) * sx - 0.5
+    K[1, 2] = (K[1, 2] - y0 + 0.5) * sy - 0.5
+    return K
+
+
 def adjust_intrinsics(K: np.ndarray, in_size, out_size, aug: Augmentation) -> np.ndarray:
     """K of the stored frame of size in_size (H, W) -> K of the augmented output."""
     K = np.array(K, dtype=np.float64)
     (zh, zw), (y0, x0) = _geometry(in_size, out_size, aug)
     if aug.flip:
         K[0, 2] = in_size[1] - 1 - K[0, 2]
-    sy, sx = zh / in_size[0], zw / in_size[1]
-    K[0, 0] *= sx
-    K[1, 1] *= sy
-    K[0, 1] *= sx
-    K[0, 2] = (K[0, 2] + 0.5) * sx - 0.5 - x0
-    K[1, 2] = (K[1, 2] + 0.5) * sy - 0.5 - y0
-    return K
+    K = scale_intrinsics(K, in_size, (zh, zw))  # the zoom is a resize ...
+    return scale_intrinsics(K, (zh, zw), out_size, (y0, x0, *out_size))  # ... then a crop
 
 
 def apply(img: np.ndarray, out_size, aug: Augmentation, nearest: bool = False) -> np.ndarray:
