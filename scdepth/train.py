@@ -13,7 +13,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -21,7 +21,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from . import checkpoint, config, viz
+from . import checkpoint, config, pose_eval, viz
 from .data.dataset import TrainFolder
 from .data.layout import UnreadableFrame
 from .distributed import Dist
@@ -41,13 +41,15 @@ class TrainingError(RuntimeError):
 
 @dataclass
 class Run:
-    """What train() returns: the trained networks, the step reached, the test metrics."""
+    """What train() returns: the trained networks, the step reached, the test metrics (and
+    the pose metrics of the val scenes with poses.txt)."""
 
     depth_net: torch.nn.Module
     pose_net: torch.nn.Module
     step: int
     skipped: dict
     test_metrics: dict
+    pose_metrics: dict = field(default_factory=dict)
 
 
 def ensure_dataset(cfg, progress):
@@ -297,14 +299,15 @@ def _train(cfg, out, dist, resume, progress):
         bar.close()
         if log is not None:
             log.close()
-    results = {}
+    results, pose = {}, {}
     if dist.is_main:
         keys = sorted(k for k in history if k.startswith(("train/loss", "train/photo", "val/")))
         cv2.imwrite(str(out / "curves.png"), viz.curves(history, keys))
         if any(skipped.values()):
             print(f"skipped steps: {skipped}", file=sys.stderr)
         results = final_evaluation(cfg, best_path, out, device, progress)
-    return Run(depth_net, pose_net, step, skipped, results)
+        pose = pose_eval.final_pose_evaluation(best_path, cfg, out, device)
+    return Run(depth_net, pose_net, step, skipped, results, pose)
 
 
 def final_evaluation(cfg, best_path, out, device, progress):
