@@ -1,10 +1,7 @@
 """scdepth-eval --pose: visual odometry from the PoseNet, scored against the scenes' poses.txt.
 
-From network output to camera-to-world poses (conventions: scdepth/data/poses.py). The
-trainer calls pose_net(tgt, ref) and feeds the result to inverse_warp(ref, tgt_depth, ...),
-which needs T_ref<-tgt (target-camera points into the reference camera). So for consecutive
-frames, pose_net(frame t+1, frame t) is T_t<-t+1 = inv(T_w<-t) T_w<-t+1 itself (no inverse),
-and the trajectory is T_w<-t+1 = T_w<-t T_t<-t+1 from T_w<-0 = I (trajectory.chain).
+The PoseNet's output for consecutive frames, pose_net(frame t+1, frame t), is T_t<-t+1, and
+T_world<-t+1 = T_world<-t T_t<-t+1 (the conventions and why: scdepth/data/poses.py).
 
 Per scene and over all scenes: the 5-frame snippet ATE (SfMLearner / Monodepth2 protocol,
 scale per snippet), the whole-trajectory ATE after Umeyama's Sim(3) alignment (with its
@@ -171,6 +168,20 @@ def baseline_relative(gt: np.ndarray, kind: str) -> np.ndarray:
     mean = np.eye(4)
     mean[:3, :3], mean[:3, 3] = cv2.Rodrigues(rvec)[0], steps[:, :3, 3].mean(0)
     return np.tile(mean, (len(steps), 1, 1))
+
+
+def methods_for(checkpoint=None, baselines=(), device="cpu", progress=False) -> dict:
+    """The ``methods`` of evaluate_poses: the checkpoint's PoseNet as "posenet" (when given),
+    then each baseline."""
+    methods = {}
+    if checkpoint is not None:
+        net, size = load_pose_model(checkpoint, device)
+        methods[MODEL] = lambda s: predict_relative(net, s.frames, size, device, progress=progress)
+    for b in baselines:
+        if b not in BASELINES:
+            raise ValueError(f"baseline must be one of {BASELINES}, got {b!r}")
+        methods[b] = lambda s, b=b: baseline_relative(s.gt, b)
+    return methods
 
 
 # --- metrics -----------------------------------------------------------------------------
@@ -441,13 +452,10 @@ def final_pose_evaluation(checkpoint_path, cfg, out_dir, device) -> dict:
     scenes = val_pose_scenes(cfg.data_root)
     if not scenes:
         return {}
-    net, image_size = load_pose_model(checkpoint_path, device)
-    methods = {MODEL: lambda s: predict_relative(net, s.frames, image_size, device)}
-    methods.update({b: (lambda s, b=b: baseline_relative(s.gt, b)) for b in BASELINES})
     results = evaluate_poses(
         cfg.data_root,
         cfg.dataset,
-        methods,
+        methods_for(checkpoint_path, BASELINES, device),
         scenes=scenes,
         out=Path(out_dir) / "pose",
         overwrite=True,
@@ -497,16 +505,10 @@ def main(argv=None) -> int:
     from .checkpoint import CheckpointError
 
     baselines = BASELINES if "all" in a.baseline else tuple(dict.fromkeys(a.baseline))
-    methods = {}
+    if not a.checkpoint and not baselines:
+        ap.error("give --checkpoint, --baseline, or both")
     try:
-        if a.checkpoint:
-            net, size = load_pose_model(a.checkpoint, a.device)
-            methods[MODEL] = lambda s: predict_relative(
-                net, s.frames, size, a.device, progress=not a.no_progress
-            )
-        methods.update({b: (lambda s, b=b: baseline_relative(s.gt, b)) for b in baselines})
-        if not methods:
-            ap.error("give --checkpoint, --baseline, or both")
+        methods = methods_for(a.checkpoint, baselines, a.device, progress=not a.no_progress)
         results = evaluate_poses(
             a.data_root,
             a.dataset,
