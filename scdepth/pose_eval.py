@@ -281,6 +281,12 @@ def evaluate_poses(
             rel = predict(s)
             if rel.shape != (len(s.frames) - 1, 4, 4):
                 raise ValueError(f"{name} gave {rel.shape[0]} poses for scene {s.name}")
+            bad = np.flatnonzero(~np.isfinite(rel).all(axis=(1, 2)))
+            if bad.size:
+                raise ValueError(
+                    f"{name}: non-finite pose between frames {s.frames[bad[0]].name} and "
+                    f"{s.frames[bad[0] + 1].name} of scene {s.name}"
+                )
             per[name][s.name] = scene_errors(s.gt, tj.chain(rel), motion)
     results = {
         "dataset": dataset,
@@ -327,7 +333,7 @@ def _write(out: Path, results, scenes, per) -> None:
                     for m in [per[name][s.name]]
                 }
                 title = (
-                    f"{s.name}: {len(s.frames)} frames, {tj.path_distances(s.gt)[-1]:.1f} m; "
+                    f"{s.name}: {len(s.frames)} frames, {tj.path_distances(s.gt)[-1]:.3g} m; "
                     "predictions Sim(3)-aligned to the GT"
                 )
                 plots = tj.plot_top_view(d / "trajectory.png", s.gt, labelled, title)

@@ -114,6 +114,16 @@ def test_baselines():
         pose_eval.baseline_relative(gt, "oracle")
 
 
+def test_a_diverged_network_is_reported_with_the_frames(synth):
+    def nan_after_three(s):
+        rel = pose_eval.baseline_relative(s.gt, "zero")
+        rel[3, 0, 3] = np.nan
+        return rel
+
+    with pytest.raises(ValueError, match="non-finite pose between frames 000003.png and 000004"):
+        pose_eval.evaluate_poses(synth, "synthetic", {"net": nan_after_three})
+
+
 def test_cli_writes_trajectories_plots_and_json(synth, tmp_path, capsys):
     out = tmp_path / "poses"
     argv = ["--pose", "--baseline", "all", "--data-root", str(synth), "--dataset", "synthetic"]
