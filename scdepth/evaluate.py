@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import cv2
@@ -228,7 +229,13 @@ def format_table(results: dict) -> str:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--pose" in argv:  # pose evaluation has its own options (scdepth/pose_eval.py)
+        from .pose_eval import main as pose_main
+
+        return pose_main([a for a in argv if a != "--pose"])
     ap = argparse.ArgumentParser(prog="scdepth-eval", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--pose", action="store_true", help="pose evaluation: see --pose --help")
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--pred-dir", help="folder of <image stem>.npy depth predictions")
     src.add_argument("--checkpoint", help="a checkpoint scdepth.infer can load")

@@ -14,7 +14,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -22,7 +22,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from . import checkpoint, config, plots
+from . import checkpoint, config, plots, pose_eval
 from .data.dataset import TrainFolder
 from .data.layout import UnreadableFrame
 from .distributed import Dist
@@ -42,13 +42,15 @@ class TrainingError(RuntimeError):
 
 @dataclass
 class Run:
-    """What train() returns: the trained networks, the step reached, the test metrics."""
+    """What train() returns: the trained networks, the step reached, the test metrics (and
+    the pose metrics of the val scenes with poses.txt)."""
 
     depth_net: torch.nn.Module
     pose_net: torch.nn.Module
     step: int
     skipped: dict
     test_metrics: dict
+    pose_metrics: dict = field(default_factory=dict)
 
 
 def ensure_dataset(cfg, progress):
@@ -313,13 +315,14 @@ def _train(cfg, out, dist, resume, progress):
         bar.close()
         if log is not None:
             log.close()
-    results = {}
+    results, pose = {}, {}
     if dist.is_main:
         plots.save_curves(history, out / "curves.png", epoch_size=cfg.epoch_size)
         if any(skipped.values()):
             print(f"skipped steps: {skipped}", file=sys.stderr)
         results = final_evaluation(cfg, best_path, out, device, progress)
-    return Run(depth_net, pose_net, step, skipped, results)
+        pose = pose_eval.final_pose_evaluation(best_path, cfg, out, device)
+    return Run(depth_net, pose_net, step, skipped, results, pose)
 
 
 def final_evaluation(cfg, best_path, out, device, progress):

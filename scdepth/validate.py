@@ -1,11 +1,11 @@
 """Validation during training: abs_rel against GT depth when the val scenes have it, else
-the photometric loss; and each epoch's picture sheet."""
+the photometric loss; the snippet ATE when they have poses.txt; each epoch's picture sheet."""
 
 from pathlib import Path
 
 import torch
 
-from . import viz
+from . import pose_eval, viz
 from .data.dataset import TrainFolder, ValFolder
 from .data.layout import DatasetError
 from .evaluate import evaluate_model
@@ -18,6 +18,7 @@ class Validator:
         scenes = Path(cfg.data_root) / "training" / "val.txt"
         if not scenes.is_file() or not scenes.read_text().strip():
             return  # no validation split: best.pt follows last.pt
+        self.pose_scenes = pose_eval.val_pose_scenes(cfg.data_root)  # [] without poses.txt
         try:
             self.folder = ValFolder(cfg.data_root, image_size=cfg.image_size, dataset=cfg.dataset)
             self.mode = "depth"
@@ -39,12 +40,18 @@ class Validator:
 
     @torch.no_grad()
     def __call__(self, depth_net, pose_net, ops, device):
-        """{metric: value} over the first val_max_frames validation frames."""
+        """{metric: value} over the first val_max_frames validation frames; "ate_snippet"
+        over the first val_max_frames frames of each val scene with poses."""
         if self.mode is None:
             return {}
         depth_net.eval()
         pose_net.eval()
         try:
+            pose = {}
+            if self.pose_scenes:
+                pose["ate_snippet"] = pose_eval.snippet_ate(
+                    pose_net, self.pose_scenes, self.cfg.image_size, device, self.cfg.val_max_frames
+                )
             if self.mode == "depth":
                 m = evaluate_model(
                     depth_net,
@@ -56,14 +63,14 @@ class Validator:
                     progress=False,
                     max_images=self.cfg.val_max_frames,
                 )
-                return {k: v for k, v in m["all"].items() if k != "count"}
+                return {**{k: v for k, v in m["all"].items() if k != "count"}, **pose}
             total = 0.0
             for i in range(self.frames()):
                 batch = torch.utils.data.default_collate([self.folder[i]])
                 batch = {k: v.to(device) for k, v in batch.items()}
                 _, terms, _ = compute_losses(depth_net, pose_net, batch, self.cfg, ops, 0)
                 total += float(terms["photo"])
-            return {"photo": total / max(self.frames(), 1)}
+            return {"photo": total / max(self.frames(), 1), **pose}
         finally:
             depth_net.train()
             pose_net.train()

@@ -149,3 +149,47 @@ def test_pseudo_depth_ordinal_labels_mostly_right():
     clear = _labels(ga, gb) != 0
     order = np.sign(ga - gb)[clear] == np.sign(pseudo[a] - pseudo[b])[clear]
     assert 0.95 < order.mean() < 1.0
+
+
+@pytest.mark.parametrize("preset, size", [("indoor", (96, 128)), ("outdoor", (48, 128))])
+def test_poses_txt_matches_the_rendered_camera(tmp_path, preset, size):
+    """poses.txt is camera-to-world: frame 3 warped into frame 0 with frame 0's GT depth and
+    the relative pose T_3<-0 = inv(G_3) G_0 (poses.relative_pose) matches frame 0 on the
+    static pixels; the inverse pose or no motion do not. Proves direction and convention."""
+    import torch
+
+    from scdepth.data.poses import read_poses, read_times, relative_pose
+    from scdepth.ops import inverse_warp
+
+    root = generate(
+        tmp_path / preset,
+        preset=preset,
+        image_size=size,
+        num_scenes=1,
+        frames_per_scene=4,
+        exposure_change=0,
+        workers=1,
+        progress=False,
+    )
+    scene = root / "training/val_00"
+    G = read_poses(scene / "poses.txt", 4)
+    np.testing.assert_allclose(read_times(scene / "times.txt", 4), [0, 0.1, 0.2, 0.3])
+    assert (root / "training/scene_00/poses.txt").is_file()
+    K = torch.tensor(np.loadtxt(scene / "cam.txt"), dtype=torch.float32)[None]
+
+    def image(i):  # lightly blurred: the error then measures misregistration, not aliasing
+        img = cv2.GaussianBlur(cv2.imread(str(scene / f"{i:06d}.png")), (0, 0), 1.0)
+        return torch.from_numpy(img.astype(np.float32) / 255).permute(2, 0, 1)[None]
+
+    depth = torch.from_numpy(np.load(scene / "depth/000000.npy"))[None, None]
+    static = torch.from_numpy(cv2.imread(str(scene / "seg_mask/000000.png"), 0) == 0)
+    T = relative_pose(G[0], G[3])  # target 0, source 3
+    errors = {}
+    for name, P in (("right", T), ("inverse", np.linalg.inv(T)), ("identity", np.eye(4))):
+        pose = torch.tensor(P[:3], dtype=torch.float32)[None]
+        warped, _, valid = inverse_warp(image(3), depth, pose, K)
+        keep = (valid[0, 0] > 0) & static & (depth[0, 0] > 0)
+        assert keep.float().mean() > 0.3
+        errors[name] = float((warped - image(0)).abs().mean(1)[0][keep].median())
+    assert errors["right"] < 0.015, errors
+    assert errors["right"] < 0.5 * min(errors["inverse"], errors["identity"]), errors

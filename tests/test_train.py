@@ -247,3 +247,22 @@ def test_v3_without_pseudo_depth_stops_before_training(without_pseudo_depth, tmp
     assert train.main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("scdepth-train: error: ") and "scdepth-pseudo" in err
+
+
+def test_pose_metrics_logged_per_epoch_and_in_the_final_evaluation(
+    tiny_synthetic, tmp_path, capsys
+):
+    """The synthetic val scene has poses.txt: each epoch logs val ate_snippet, and the final
+    evaluation prints the pose table (PoseNet beside the baselines) and writes out/pose."""
+    out = tmp_path / "run"
+    run = train.train(tiny_config(tiny_synthetic, epochs=1), out, progress=False)
+    lines = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    val = [x for x in lines if x["kind"] == "val"]
+    assert len(val) == 1 and 0 <= val[0]["ate_snippet"] < 1 and "abs_rel" in val[0]
+    text = capsys.readouterr().out
+    assert "abs_rel" in text and "snip_ate" in text and "constant-velocity" in text
+    pose = run.pose_metrics["methods"]["posenet"]["overall"]
+    assert pose["frames"] == 8 and pose["snippets"] == 4 and pose["ate"] >= 0
+    saved = json.loads((out / "pose/pose_metrics.json").read_text())
+    assert saved["methods"]["posenet"]["overall"] == pose
+    assert (out / "pose/val_00/posenet.tum.txt").is_file()

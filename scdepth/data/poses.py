@@ -11,6 +11,11 @@ Conventions, written down once for the whole project:
 - The warp's pose (``scdepth.ops.inverse_warp``, the PoseNet's output) goes the other way:
   [R | t] maps points of the **target** camera into the **source** camera, that is
   T_src<-tgt = inv(T_world<-src) @ T_world<-tgt (see ``relative_pose``).
+- The PoseNet's output for (tgt, ref) is that pose, T_ref<-tgt: the trainer feeds
+  pose_net(tgt, ref) to inverse_warp(ref, tgt_depth, ...). Visual odometry therefore runs
+  pose_net(frame t+1, frame t) = T_t<-t+1 = inv(T_world<-t) @ T_world<-t+1, with no inverse,
+  and chains T_world<-t+1 = T_world<-t @ T_t<-t+1 from T_world<-0 = I
+  (``scdepth.pose_eval.predict_relative``, ``scdepth.trajectory.chain``).
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@
 Writes the SC-Depth layout (see layout.py) with ``num_scenes`` training scenes, one
 validation scene (GT depth in ``depth/*.npy``, float32 metres, 0 where nothing was hit) and
 one test scene in ``testing/`` (color, depth .npy, seg_mask). Every scene also gets
-``seg_mask/`` (255 on dynamic pixels) and a simulated LeReS pseudo-depth in ``leres_depth/``.
+``seg_mask/`` (255 on dynamic pixels) and a simulated LeReS pseudo-depth in ``leres_depth/``;
+every training and val scene the exact camera path in ``poses.txt`` (camera-to-world, see
+poses.py) and ``times.txt`` (FRAME_RATE).
 ``contact_sheet.png`` shows a few test samples; ``synth.json`` records the parameters and the
 measured share of dynamic pixels. The output depends only on the arguments (not on timing or
 the machine's core count).
@@ -24,10 +26,12 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from .poses import POSES_FILE, TIMES_FILE, write_poses, write_times
 from .render import render
 from .scenes import DEFAULT_DYNAMIC, DEFAULT_SIZE, PRESETS
 
 OUTPUTS = ("training", "testing", "contact_sheet.png", "synth.json")
+FRAME_RATE = 10.0  # frames per second of times.txt: the presets move about 0.1 s per frame
 
 
 def simulate_pseudo_depth(depth: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -99,11 +103,11 @@ def _render_scene(setup, size, n_frames, exposure_change, supersample, rng, tick
         yield _to_uint8(rgb), f.depth, f.dynamic, simulate_pseudo_depth(f.depth, rng)
 
 
-def _write_scene(out: Path, name: str, K, frames):
+def _write_scene(out: Path, name: str, K, poses, frames):
     """Write one scene's frames; yield (t, share of dynamic pixels, sample for the sheet).
 
-    Training and val scenes go to training/<name>/ (val ones with depth/), the test scene
-    to testing/ with file names prefixed by the scene name.
+    Training and val scenes go to training/<name>/ (val ones with depth/) with poses.txt and
+    times.txt, the test scene to testing/ with file names prefixed by the scene name.
     """
     if name.startswith("test"):
         dirs = {k: out / "testing" / k for k in ("color", "depth", "seg_mask")}
@@ -118,6 +122,12 @@ def _write_scene(out: Path, name: str, K, frames):
         d.mkdir(parents=True, exist_ok=True)
     if "pseudo" in dirs:
         np.savetxt(dirs["color"] / "cam.txt", K, fmt="%.6f")
+        # the renderer's camera: a camera point X sits at R X + c in the world
+        world_from_cam = np.tile(np.eye(4), (len(poses), 1, 1))
+        for T, (R, c) in zip(world_from_cam, poses, strict=True):
+            T[:3, :3], T[:3, 3] = R, c
+        write_poses(dirs["color"] / POSES_FILE, world_from_cam)
+        write_times(dirs["color"] / TIMES_FILE, np.arange(len(poses)) / FRAME_RATE)
     for t, (rgb, depth, dyn, pseudo) in enumerate(frames):
         stem = f"{prefix}{t:06d}"
         _write_png(dirs["color"] / f"{stem}.png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
@@ -148,7 +158,7 @@ def _make_scene(
     every = max(1, n_frames // 4)
     return [
         (share, sample if name.startswith("test") and t % every == 0 else None)
-        for t, share, sample in _write_scene(out, name, setup.K, frames)
+        for t, share, sample in _write_scene(out, name, setup.K, setup.poses, frames)
     ]
 
 
@@ -287,6 +297,7 @@ def generate(
         "exposure_change": exposure_change,
         "supersample": supersample,
         "depth": "float32 metres in .npy, 0 = no surface",
+        "poses": f"training/<scene>/poses.txt camera-to-world; times.txt at {FRAME_RATE:g} fps",
     }
     (out / "synth.json").write_text(json.dumps(meta, indent=2) + "\n")
     return out
