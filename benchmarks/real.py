@@ -161,7 +161,7 @@ def pose_results(name, root, dataset, checkpoint, out: Path) -> dict:
 
     methods = pose_eval.methods_for(checkpoint, pose_eval.BASELINES)
     return pose_eval.evaluate_poses(
-        root, dataset, methods, split="val", out=out, overwrite=True, source=name
+        root, dataset, methods, split="all", out=out, overwrite=True, source=name
     )
 
 

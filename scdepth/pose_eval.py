@@ -85,6 +85,8 @@ def pose_scenes(root, split: str = "val", scene: str | None = None) -> list[Pose
         if split not in ("val", "train", "all"):
             raise ValueError(f"split must be val, train or all, got {split!r}")
         lists = ("train", "val") if split == "all" else (split,)
+        if split == "all":  # every list there is; read_scene_list names a missing one
+            lists = tuple(s for s in lists if (training / f"{s}.txt").is_file()) or lists
         found = _listed(training, lists)
         if not found:
             where = " and ".join(f"{training / s}.txt" for s in lists)

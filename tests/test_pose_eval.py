@@ -232,3 +232,16 @@ def test_frame_index_selects_the_matching_poses(synth, tmp_path):
         "000007",
     ]
     np.testing.assert_allclose(s.times, np.array([0, 2, 3, 5, 6, 7]) / 10)
+
+
+def test_all_takes_the_scene_lists_there_are(synth, tmp_path):
+    """A root with val.txt only (e.g. an imported test recording): split all = its scenes."""
+    import shutil
+
+    root = tmp_path / "valonly"
+    shutil.copytree(synth, root)
+    (root / "training/train.txt").unlink()
+    assert [s.name for s in pose_eval.pose_scenes(root, "all")] == ["val_00"]
+    (root / "training/val.txt").unlink()
+    with pytest.raises(DatasetError, match="train.txt: missing"):
+        pose_eval.pose_scenes(root, "all")
