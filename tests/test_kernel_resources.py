@@ -44,7 +44,12 @@ def table():
     if not ops.with_cuda():
         pytest.skip("the extension was built without CUDA (CI builds it with FORCE_CUDA=1)")
     rows = kr.resource_usage(kr.default_so())
-    return kr.kernel_table(rows, windows=kr.ALL_WINDOWS)
+    # the budgets and the allowed stack frames are those of CI's targets (setup.py's default
+    # TORCH_CUDA_ARCH_LIST); a build for the local GPU's architecture alone is not checked
+    archs = {r["arch"] for r in rows}
+    if not archs & set(kr.ARCHS):
+        pytest.skip(f"built for {sorted(archs)}; the checks cover {sorted(kr.ARCHS)}")
+    return kr.kernel_table([r for r in rows if r["arch"] in kr.ARCHS], windows=kr.ALL_WINDOWS)
 
 
 def test_every_kernel_has_a_launch_configuration_and_every_instantiation_is_built(table):
@@ -77,14 +82,11 @@ def test_shared_memory_within_budget_for_every_window(table):
             assert total <= OPT_IN_BUDGET, f"{where} needs {total} bytes"
         else:
             assert total <= 48 * KIB, f"{where} needs {total} bytes without opting in"
-        if k["arch"] in kr.ARCHS:
-            assert k["blocks_per_sm"] >= 1, f"{where} cannot launch"
+        assert k["blocks_per_sm"] >= 1, f"{where} cannot launch"
 
 
 def test_registers_keep_occupancy_above_the_floor(table):
     for k in table:
-        if k["arch"] not in kr.ARCHS:
-            continue
         floor = REGISTER_OCCUPANCY_FLOOR[k["dtype"]]
         assert k["register_occupancy"] >= floor, (
             f"{k['kernel']}<{k['dtype']}> on {k['arch']}: {k['REG']} registers allow "
