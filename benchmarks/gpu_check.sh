@@ -12,11 +12,17 @@
 #   racecheck  compute-sanitizer --tool racecheck over benchmarks/sanitize_ops.py
 #   bench      python -m benchmarks.run on the GPU, float32 and bfloat16 -> results-gpu.json
 #   report     OUTDIR/RESULTS.md from results-gpu.json and the repository's CPU results
+#   resources  every kernel's registers, shared memory, spills and occupancy on paper, and the
+#              DRAM bytes each must move, next to the measured kernel times, achieved bandwidth
+#              and (with Nsight Compute's ncu) occupancy and DRAM bytes: python -m
+#              benchmarks.kernel_resources --measure, appended to OUTDIR/RESULTS.md and
+#              OUTDIR/kernel-resources.json (without a GPU: the paper figures only)
 #
 # Options:
 #   --dry-run     no GPU needed: build with FORCE_CUDA=1 for sm_90 (proves the CUDA code
 #                 compiles), run the CUDA tests (they skip), run sanitize_ops.py on the CPU
-#                 (the sanitizers are skipped, said so), a quick CPU benchmark, the report
+#                 (the sanitizers are skipped, said so), a quick CPU benchmark, the report,
+#                 the kernel resources on paper
 #   --skip-build  use the extension already built in place
 #   --quick       benchmarks at a tiny size (checks the machinery only)
 #   --only LIST   comma-separated stages to run (default: all)
@@ -49,7 +55,7 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$OUTDIR" ] || { echo "gpu_check: OUTDIR is required" >&2; usage >&2; exit 2; }
 
-STAGES="env build tests memcheck racecheck bench report"
+STAGES="env build tests memcheck racecheck bench report resources"
 if [ -n "$ONLY" ]; then
   for s in ${ONLY//,/ }; do
     case " $STAGES " in *" $s "*) ;; *) echo "gpu_check: unknown stage $s (stages: $STAGES)" >&2; exit 2 ;; esac
@@ -202,6 +208,19 @@ if wanted report; then
     run_stage report 60 "$OUTDIR/RESULTS.md" \
       "$PYTHON" -m benchmarks.report "${inputs[@]}" "${notes[@]}" -o "$OUTDIR/RESULTS.md"
   fi
+fi
+
+# --- kernel resources -------------------------------------------------------------------------
+if wanted resources; then
+  res_args=(--json "$OUTDIR/kernel-resources.json" --md "$OUTDIR/RESULTS.md")
+  if [ "$HAS_GPU" = 1 ]; then
+    res_args+=(--measure)
+    NCU=$(command -v ncu || ls "${CUDA_HOME:-/usr/local/cuda}/bin/ncu" 2>/dev/null || true)
+    note="on paper and measured (ncu: ${NCU:-not found, so no occupancy or DRAM bytes measured})"
+  else
+    note="on paper only: no GPU, the measured figures are NOT RUN"
+  fi
+  run_stage resources 240 "$note" "$PYTHON" -m benchmarks.kernel_resources "${res_args[@]}"
 fi
 
 echo

@@ -160,13 +160,20 @@ C10_HOST_DEVICE inline uint64_t acceptance_limit(uint32_t m) {
 }
 
 // Uniform index in [0, m) from Philox4_32(seed, subsequence), 32-bit words in order.
-// `limit` = acceptance_limit(m); m >= 1.
+// `limit` = acceptance_limit(m); m >= 1. Each 128-bit block of 4 words comes from an engine
+// started at that block's offset and read by a loop of constant trip count: the engine's
+// word buffer is then indexed by constants and stays in registers (one engine advanced by
+// the rejection loop indexed it by its run-time state, which put the engine in a 48-byte
+// stack frame of partner_kernel). Same words in the same order.
 C10_HOST_DEVICE inline uint32_t draw_below(uint64_t seed, uint64_t subsequence, uint32_t m,
                                            uint64_t limit) {
-  at::Philox4_32 rng(seed, subsequence, 0);
-  uint32_t w = rng();
-  while (w >= limit) w = rng();  // probability < 1/2 each, see the top of this file
-  return w % m;
+  for (uint64_t block = 0;; ++block) {
+    at::Philox4_32 rng(seed, subsequence, block);
+    for (int j = 0; j < 4; ++j) {
+      const uint32_t w = rng();
+      if (w < limit) return w % m;  // rejected with probability < 1/2, see the top of this file
+    }
+  }
 }
 
 // Ordinal label of a pair from its pseudo depths, in float64 (exact for every input type):
