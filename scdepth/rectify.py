@@ -31,6 +31,7 @@ import torch
 
 from . import losses
 from .geometry import euler2mat, pose_vec2mat
+from .ops import get_backend
 
 # r1 supervises r3 when the mean |angle| of the pair lies in this open range (rad); otherwise a
 # random rotation does: early on r1 is near zero (it would teach the network to predict zero),
@@ -116,15 +117,14 @@ def compose_pose(pose_vec, angles):
 
 
 @torch.no_grad()
-def relative_pose(rectify_net, pose_net, tgt, ref, K, ops=None):
-    """T_ref<-tgt [B, 3, 4] predicted by an SC-DepthV2 model for normalised images tgt, ref
-    [B, 3, H, W] with intrinsics K [B, 3, 3]: the rectification rotation composed with the
-    PoseNet's pose on the rectified pair (compose_pose). This is the pose to evaluate against
-    ground truth; a V1/V3 model's is pose_vec2mat(pose_net(tgt, ref))."""
-    if ops is None:
-        from .ops import get_backend
-
-        ops = get_backend("ext")
+def predict_pose(pose_net, tgt, ref, K, rectify_net=None, ops=None):
+    """T_ref<-tgt [B, 3, 4] predicted for normalised images tgt, ref [B, 3, H, W] with
+    intrinsics K [B, 3, 3], the pose to evaluate against ground truth (the networks are used
+    as given: call .eval() first). With rectify_net (SC-DepthV2) the rectification rotation is
+    composed with the PoseNet's pose on the rectified pair (compose_pose); without (V1, V3,
+    Monodepth2) it is pose_vec2mat(pose_net(tgt, ref)). ops: a scdepth.ops backend (ext)."""
+    if rectify_net is None:
+        return pose_vec2mat(pose_net(tgt, ref))
     angles = rectify_net(tgt, ref).to(tgt.dtype)
-    rectified, _ = rotation_warp(ops, ref, angles, K.to(tgt.dtype))
+    rectified, _ = rotation_warp(ops or get_backend("ext"), ref, angles, K.to(tgt.dtype))
     return compose_pose(pose_net(tgt, rectified), angles)

@@ -196,14 +196,14 @@ class Fixed(torch.nn.Module):
         return self.out.expand(a.shape[0], -1)
 
 
-def test_relative_pose_of_a_v2_model_composes_rectification_and_posenet():
+def test_predicted_pose_of_a_v2_model_composes_rectification_and_posenet():
     g = torch.Generator().manual_seed(2)
     tgt, ref = (smooth_field(2, 3, 32, 32, generator=g, dtype=torch.float32) for _ in "ab")
     K = torch.tensor([[30.0, 0, 15.5], [0, 30.0, 15.5], [0, 0, 1]]).expand(2, 3, 3)
     angles = torch.tensor([[0.03, -0.02, 0.01]])
     vec = torch.tensor([[0.1, 0.0, -0.2, 0.01, 0.02, -0.01]])
     rectify_net, pose_net = Fixed(angles), Fixed(vec)
-    T = rectify.relative_pose(rectify_net, pose_net, tgt, ref, K)
+    T = rectify.predict_pose(pose_net, tgt, ref, K, rectify_net)
     torch.testing.assert_close(T, rectify.compose_pose(vec.expand(2, 6), angles.expand(2, 3)))
     assert rectify_net.inputs[0] is tgt and rectify_net.inputs[1] is ref
     expected, _ = rectify.rotation_warp(get_backend("ext"), ref, angles.expand(2, 3), K)
@@ -211,6 +211,10 @@ def test_relative_pose_of_a_v2_model_composes_rectification_and_posenet():
     # R1 R' and R1 t', checked on the matrices
     R1, Rt = euler2mat(angles), rectify.pose_vec2mat(vec)
     torch.testing.assert_close(T[0], (R1 @ Rt)[0])
+    # without a rectify_net (V1, V3): the PoseNet's pose on the pair as it is
+    T1 = rectify.predict_pose(pose_net, tgt, ref, K)
+    assert pose_net.inputs[1] is ref
+    torch.testing.assert_close(T1, Rt.expand(2, 3, 4))
 
 
 def test_rotation_shake_changes_only_the_camera_rotation():

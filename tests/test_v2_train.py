@@ -142,3 +142,39 @@ def test_v2_checkpoint_without_rectify_net_is_reported(tiny_synthetic, tmp_path)
     checkpoint.save(state, out / "last.pt")
     with pytest.raises(checkpoint.CheckpointError, match="without rectify_net"):
         train.train(v2_config(tiny_synthetic), out, resume=True, progress=False)
+
+
+def ddp_worker(rank, world, port, root, out):
+    import os
+
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+    )
+    torch.set_num_threads(1)
+    run = train.train(v2_config(root, epochs=1, device="cpu"), out / "run", progress=False)
+    nets = {"depth": run.depth_net, "pose": run.pose_net, "rectify": run.rectify_net}
+    # weights, and the gradients of the last step (each rank's batch differs; DDP averages)
+    dump = {
+        k: {n: (p.detach(), p.grad) for n, p in v.named_parameters() if p.grad is not None}
+        for k, v in nets.items()
+    }
+    torch.save(dump, out / f"rank{rank}.pt")
+
+
+def test_v2_under_ddp_keeps_all_three_networks_identical(tiny_synthetic, tmp_path):
+    # the RectifyNet runs twice per step (r1, then r2 and r3) before one backward
+    import torch.multiprocessing as mp
+    from test_distributed import free_port
+
+    mp.spawn(ddp_worker, args=(2, free_port(), tiny_synthetic, tmp_path), nprocs=2)
+    a, b = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2))
+    for part in ("depth", "pose", "rectify"):
+        assert len(a[part]) > 10, part
+        for (name, (wa, ga)), (wb, gb) in zip(a[part].items(), b[part].values(), strict=True):
+            torch.testing.assert_close(wa, wb, rtol=0, atol=0, msg=f"{part} {name}")
+            torch.testing.assert_close(ga, gb, rtol=0, atol=0, msg=f"{part} {name}")
+        assert sum(g.abs().sum() for _, g in a[part].values()) > 0, part
