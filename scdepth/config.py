@@ -4,6 +4,8 @@ The defaults train SC-DepthV3 on the built-in synthetic dataset. `method` picks 
 - sc_depth_v3: photometric + geometry consistency + normal matching + mask (depth) ranking
   + normal ranking (SC-DepthV3, TPAMI 2023: weights 1, 0.1, 0.1, 0.1, 0.1; no smoothness)
 - sc_depth_v1: photometric + geometry consistency + smoothness (SC-Depth, weights 1, 0.1, 0.1)
+- sc_depth_v2: V1's losses on references rectified by a RectifyNet (scdepth/rectify.py), plus
+  rotation consistency and rotation triplet (SC-DepthV2, TPAMI 2022: weights 1, 1)
 - monodepth2: photometric only, with the auto-mask and the per-pixel minimum
 """
 
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-METHODS = ("sc_depth_v3", "sc_depth_v1", "monodepth2")
+METHODS = ("sc_depth_v3", "sc_depth_v1", "sc_depth_v2", "monodepth2")
 
 # The loss terms that read the pseudo-depth of leres_depth/ (step.loss_terms).
 PSEUDO_DEPTH_TERMS = ("mask_rank", "normal_matching", "normal_rank")
@@ -27,6 +29,16 @@ METHOD_WEIGHTS = {
     ),
     "sc_depth_v1": dict(
         photo=1.0, geometry=0.1, smooth=0.1, normal_matching=0.0, mask_rank=0.0, normal_rank=0.0
+    ),
+    "sc_depth_v2": dict(
+        photo=1.0,
+        geometry=0.1,
+        smooth=0.1,
+        normal_matching=0.0,
+        mask_rank=0.0,
+        normal_rank=0.0,
+        rot_consistency=1.0,
+        rot_triplet=1.0,
     ),
     "monodepth2": dict(
         photo=1.0, geometry=0.0, smooth=0.0, normal_matching=0.0, mask_rank=0.0, normal_rank=0.0

@@ -16,6 +16,16 @@ def euler2mat(angle):
     return Rx.view(shape) @ Ry.view(shape) @ Rz.view(shape)
 
 
+def mat2euler(R):
+    """Euler angles [..., 3] = (rx, ry, rz) of rotation matrices [..., 3, 3], the inverse of
+    euler2mat for |ry| < pi / 2: R = Rx @ Ry @ Rz has R[0, 2] = sin ry,
+    (R[1, 2], R[2, 2]) = cos ry (-sin rx, cos rx), (R[0, 1], R[0, 0]) = cos ry (-sin rz, cos rz)."""
+    ry = torch.asin(R[..., 0, 2].clamp(-1, 1))
+    rx = torch.atan2(-R[..., 1, 2], R[..., 2, 2])
+    rz = torch.atan2(-R[..., 0, 1], R[..., 0, 0])
+    return torch.stack([rx, ry, rz], -1)
+
+
 def pose_vec2mat(vec):
     """[B, 6] pose vectors [tx, ty, tz, rx, ry, rz] -> [B, 3, 4] transforms [R | t]."""
     if vec.dim() != 2 or vec.shape[-1] != 6:

@@ -1,4 +1,4 @@
-"""SC-Depth (V1) and SC-DepthV3 losses, one small function per term of the papers.
+"""SC-Depth (V1), SC-DepthV2 and SC-DepthV3 losses, one small function per term of the papers.
 
 Functions that run a fused op take `ops`, from scdepth.ops.get_backend('ext' | 'reference'),
 so that the same code runs on the kernels or on their PyTorch references. Nothing here
@@ -31,15 +31,21 @@ def mean_on_mask(x, mask):
     return torch.where(n > MIN_VALID_PIXELS, mean, torch.zeros_like(mean))
 
 
-def pairwise_terms(ops, tgt_img, ref_img, tgt_depth, ref_depth, pose, K, cfg):
+def pairwise_terms(
+    ops, tgt_img, ref_img, tgt_depth, ref_depth, pose, K, cfg, *, tgt_valid=None, ref_valid=None
+):
     """One warp direction (ref -> tgt view): per-pixel photometric error weighted by the
     self-discovered mask, its L1 part, D_diff (0 out of view) and the valid mask.
 
-    pose maps tgt-camera points into the ref camera. All maps are [B, 1, H, W]."""
-    warped, computed_depth, in_view = ops.inverse_warp(
-        torch.cat([ref_img, ref_depth], 1), tgt_depth, pose, K
-    )
-    ref_warped, projected_depth = warped[:, :-1], warped[:, -1:]
+    pose maps tgt-camera points into the ref camera. All maps are [B, 1, H, W].
+    tgt_valid, ref_valid (0/1 maps, or None for all ones) mark the pixels of each view that hold
+    image content: SC-DepthV2's rectified references are blank where the rotation brought in
+    what the camera did not see. A target pixel counts only where it holds content and all
+    four bilinear taps of its sample in the ref do."""
+    src = [ref_img, ref_depth] if ref_valid is None else [ref_img, ref_depth, ref_valid]
+    warped, computed_depth, in_view = ops.inverse_warp(torch.cat(src, 1), tgt_depth, pose, K)
+    C = ref_img.shape[1]
+    ref_warped, projected_depth = warped[:, :C], warped[:, C : C + 1]
     # D_diff = |z' - D_ref(u', v')| / (z' + D_ref(u', v')), defined where the warp is valid.
     ok = in_view > 0
     denom = torch.where(ok, computed_depth + projected_depth, 1.0)
@@ -51,6 +57,10 @@ def pairwise_terms(ops, tgt_img, ref_img, tgt_depth, ref_depth, pose, K, cfg):
         tgt_img, ref_warped, weight, alpha=alpha, window=cfg.ssim_window
     )
     valid = in_view
+    if ref_valid is not None:  # an interpolated 0/1 map is 1 only where every tap is 1
+        valid = valid * (warped[:, C + 1 :].detach() > 1 - 1e-3).to(valid.dtype)
+    if tgt_valid is not None:
+        valid = valid * tgt_valid
     if not cfg.no_auto_mask:
         # Auto-mask (Monodepth2): keep pixels the warp explains better than no motion does.
         identity = (tgt_img - ref_img).abs().mean(1, keepdim=True)
@@ -77,23 +87,26 @@ def per_pixel_minimum(l1s, photos, d_diffs, valids):
 
 
 def photo_and_geometry_loss(
-    ops, tgt_img, ref_imgs, tgt_depth, ref_depths, poses, poses_inv, K, cfg
+    ops, tgt_img, ref_imgs, tgt_depth, ref_depths, poses, poses_inv, K, cfg, ref_valids=None
 ):
     """Photometric and geometry consistency losses over both warp directions of every
     reference frame, and the dynamic score of the target (mean over references of the
     target's D_diff, 0 out of view) for Dynamic Region Refinement.
 
     With the per-pixel minimum, each pixel keeps the candidate (of 2N, valid ones first)
-    whose L1 error is lowest."""
+    whose L1 error is lowest. ref_valids: one 0/1 map [B, 1, H, W] per reference of its
+    pixels that hold content (SC-DepthV2's rectified references), or None."""
     photos, l1s, d_diffs, valids = [], [], [], []
-    for ref_img, ref_depth, pose, pose_inv in zip(
-        ref_imgs, ref_depths, poses, poses_inv, strict=True
+    if ref_valids is None:
+        ref_valids = [None] * len(ref_imgs)
+    for ref_img, ref_depth, pose, pose_inv, ref_valid in zip(
+        ref_imgs, ref_depths, poses, poses_inv, ref_valids, strict=True
     ):
-        for direction in (
-            (tgt_img, ref_img, tgt_depth, ref_depth, pose),
-            (ref_img, tgt_img, ref_depth, tgt_depth, pose_inv),
+        for direction, masks in (
+            ((tgt_img, ref_img, tgt_depth, ref_depth, pose), dict(ref_valid=ref_valid)),
+            ((ref_img, tgt_img, ref_depth, tgt_depth, pose_inv), dict(tgt_valid=ref_valid)),
         ):
-            photo, l1, d_diff, valid = pairwise_terms(ops, *direction, K, cfg)
+            photo, l1, d_diff, valid = pairwise_terms(ops, *direction, K, cfg, **masks)
             photos.append(photo)
             l1s.append(l1)
             d_diffs.append(d_diff)
@@ -107,6 +120,23 @@ def photo_and_geometry_loss(
     # d_diff is already 0 out of view; the target -> ref directions are every other map.
     dynamic_score = (sum(d_diffs[0::2]) / len(ref_imgs)).detach()
     return photo_loss, geometry_loss, dynamic_score
+
+
+# SC-DepthV2 (Auto-Rectify Network): rotations are Euler angles [B, 3] in radians.
+ROTATION_TRIPLET_MARGIN = 0.05
+
+
+def rotation_triplet_loss(r1, r2, margin=ROTATION_TRIPLET_MARGIN):
+    """SC-DepthV2's rotation triplet loss mean(max(0, |r2| - |r1| + margin)) over every angle:
+    the rotation RectifyNet still finds after rectification (r2) must be smaller by a margin
+    than the one it removed (r1)."""
+    return (r2.abs() - r1.abs() + margin).clamp_min(0).mean()
+
+
+def rotation_consistency_loss(r3, r3_gt):
+    """SC-DepthV2's rotation consistency loss mean |r3 - r3_gt|: RectifyNet recovers a rotation
+    r3_gt that was applied to an image (scdepth.rectify.consistency_target)."""
+    return (r3 - r3_gt).abs().mean()
 
 
 def edge_aware_smoothness(depth, img):

@@ -120,10 +120,11 @@ def motion_of(dataset: str, data_root) -> str:
 
 
 def load_pose_model(path, device="cpu"):
-    """(PoseNet in eval mode, image_size) from a training checkpoint."""
+    """(PoseNet, image_size, RectifyNet or None) in eval mode from a training checkpoint; the
+    RectifyNet of an SC-DepthV2 run, whose poses compose its rotation (rectify.predict_pose)."""
     from . import checkpoint
     from .config import from_dict
-    from .models import PoseNet
+    from .models import PoseNet, RectifyNet
 
     state = checkpoint.load(path)
     if "pose_net" not in state:
@@ -134,17 +135,39 @@ def load_pose_model(path, device="cpu"):
     cfg = from_dict(state["config"])
     net = PoseNet(18, pretrained=False)
     net.load_state_dict(state["pose_net"])
-    return net.to(device).eval(), tuple(cfg.image_size)
+    rectify_net = None
+    if cfg.method == "sc_depth_v2":
+        if "rectify_net" not in state:
+            raise checkpoint.CheckpointError(f"checkpoint {path}: sc_depth_v2 without rectify_net")
+        rectify_net = RectifyNet(18, pretrained=False)
+        rectify_net.load_state_dict(state["rectify_net"])
+        rectify_net = rectify_net.to(device).eval()
+    return net.to(device).eval(), tuple(cfg.image_size), rectify_net
 
 
-def predict_relative(pose_net, frames, image_size, device="cpu", batch_size=16, progress=False):
-    """T_t<-t+1 [N-1, 4, 4] float64 for consecutive frames: pose_net(frame t+1, frame t)."""
+def scaled_intrinsics(frames, image_size):
+    """The scene's cam.txt (at its stored size) scaled to the network input."""
+    from .data.layout import read_intrinsics
+    from .data.transforms import scale_intrinsics
+
+    K = read_intrinsics(frames[0].parent / "cam.txt")
+    return scale_intrinsics(K, read_image(frames[0]).shape[:2], image_size)
+
+
+def predict_relative(
+    pose_net, frames, image_size, device="cpu", batch_size=16, progress=False, rectify_net=None
+):
+    """T_t<-t+1 [N-1, 4, 4] float64 for consecutive frames: pose_net(frame t+1, frame t), with
+    SC-DepthV2's rectification composed when rectify_net is given (rectify.predict_pose)."""
     import torch
     from tqdm import tqdm
 
     from .data.transforms import resize_image
-    from .geometry import pose_vec2mat
+    from .rectify import predict_pose
 
+    K = None
+    if rectify_net is not None:
+        K = torch.from_numpy(scaled_intrinsics(frames, image_size)).float().to(device)
     out = []
     with torch.no_grad():
         imgs = [resize_image(read_image(frames[0]), image_size)]
@@ -153,8 +176,9 @@ def predict_relative(pose_net, frames, image_size, device="cpu", batch_size=16, 
             if len(imgs) == batch_size + 1 or i == len(frames) - 1:
                 tgt = torch.stack(imgs[1:]).to(device)
                 ref = torch.stack(imgs[:-1]).to(device)
-                vec = pose_net(tgt, ref).float()
-                out.append(pose_vec2mat(vec).double().cpu().numpy())
+                Ks = None if K is None else K.expand(len(tgt), 3, 3)
+                T = predict_pose(pose_net, tgt, ref, Ks, rectify_net)
+                out.append(T.double().cpu().numpy())
                 imgs = imgs[-1:]
     return to_homogeneous(np.concatenate(out))
 
@@ -177,8 +201,10 @@ def methods_for(checkpoint=None, baselines=(), device="cpu", progress=False) -> 
     then each baseline."""
     methods = {}
     if checkpoint is not None:
-        net, size = load_pose_model(checkpoint, device)
-        methods[MODEL] = lambda s: predict_relative(net, s.frames, size, device, progress=progress)
+        net, size, rectify_net = load_pose_model(checkpoint, device)
+        methods[MODEL] = lambda s: predict_relative(
+            net, s.frames, size, device, progress=progress, rectify_net=rectify_net
+        )
     for b in baselines:
         if b not in BASELINES:
             raise ValueError(f"baseline must be one of {BASELINES}, got {b!r}")
@@ -443,13 +469,15 @@ def val_pose_scenes(data_root) -> list[PoseScene]:
     return [s for s in scenes if len(s.frames) >= SNIPPET]
 
 
-def snippet_ate(pose_net, scenes, image_size, device, max_frames: int = 0) -> float:
+def snippet_ate(
+    pose_net, scenes, image_size, device, max_frames: int = 0, rectify_net=None
+) -> float:
     """Mean snippet ATE over the first ``max_frames`` frames (0: all) of each scene: the
     trainer's per-epoch pose check."""
     errs = []
     for s in scenes:
         n = len(s.frames) if not max_frames else min(len(s.frames), max(max_frames, SNIPPET))
-        rel = predict_relative(pose_net, s.frames[:n], image_size, device)
+        rel = predict_relative(pose_net, s.frames[:n], image_size, device, rectify_net=rectify_net)
         errs.append(tj.snippet_errors(s.gt[:n], tj.chain(rel), SNIPPET))
     return float(np.concatenate(errs).mean())
 

@@ -6,10 +6,19 @@ trainer runs, on either backend.
 
 import torch
 
-from . import losses
+from . import losses, rectify
 from .geometry import depth_to_normals, pose_vec2mat
 
-TERMS = ("photo", "geometry", "smooth", "normal_matching", "mask_rank", "normal_rank")
+TERMS = (
+    "photo",
+    "geometry",
+    "smooth",
+    "normal_matching",
+    "mask_rank",
+    "normal_rank",
+    "rot_triplet",
+    "rot_consistency",
+)
 
 
 def predict(depth_net, pose_net, tgt, refs):
@@ -35,12 +44,34 @@ def step_seed(cfg, step):
     return (cfg.seed * 1_000_003 + step) % (2**62)
 
 
-def compute_losses(depth_net, pose_net, batch, cfg, ops, step, *, amp_dtype=None):
+def compute_losses(depth_net, pose_net, batch, cfg, ops, step, *, amp_dtype=None, rectify_net=None):
     """Returns (total loss, {term: value}, target depth). The networks run under autocast
-    when amp_dtype is given; the losses always run in float32."""
-    tgt, refs = batch["tgt"], batch["refs"]
-    with torch.autocast(tgt.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-        tgt_depth, ref_depths, poses, poses_inv = predict(depth_net, pose_net, tgt, refs)
+    when amp_dtype is given; the losses always run in float32.
+
+    SC-DepthV2 (rectify_net required) first rectifies the references (scdepth.rectify); the
+    DepthNet, PoseNet and V1 losses then see the rectified ones, and the terms also hold
+    rot_before and rot_after, the mean |angle| (rad) of r1 and r2 (logged, not weighted)."""
+    tgt = batch["tgt"]
+
+    def autocast():
+        return torch.autocast(tgt.device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
+
+    extra = {}
+    if cfg.method == "sc_depth_v2":
+        if rectify_net is None:
+            raise ValueError("method sc_depth_v2 needs rectify_net (a RectifyNet)")
+
+        def rectify_fn(a, b):
+            with autocast():
+                return full_precision(rectify_net(a, b))
+
+        # its own stream (seeds >= 2**62 never equal a step_seed): the random r3_gt
+        gen = torch.Generator().manual_seed(step_seed(cfg, step) + 2**62)
+        rect = rectify.rectify(rectify_fn, tgt, batch["refs"], batch["K"], ops, gen)
+        batch = {**batch, "refs": rect.refs, "ref_valid": rect.valid}
+        extra = rect.terms
+    with autocast():
+        tgt_depth, ref_depths, poses, poses_inv = predict(depth_net, pose_net, tgt, batch["refs"])
     tgt_depth = full_precision(tgt_depth)
     total, terms = loss_terms(
         ops,
@@ -51,22 +82,27 @@ def compute_losses(depth_net, pose_net, batch, cfg, ops, step, *, amp_dtype=None
         [full_precision(v) for v in poses],
         [full_precision(v) for v in poses_inv],
         step,
+        extra,
     )
     return total, terms, tgt_depth
 
 
-def loss_terms(ops, cfg, batch, tgt_depth, ref_depths, poses, poses_inv, step):
+def loss_terms(ops, cfg, batch, tgt_depth, ref_depths, poses, poses_inv, step, extra=None):
     """Every loss term of cfg.method from the networks' outputs (depths [B, 1, H, W], pose
-    vectors [B, 6] tgt -> ref and ref -> tgt): (weighted total, {term: value})."""
+    vectors [B, 6] tgt -> ref and ref -> tgt): (weighted total, {term: value}).
+    batch["ref_valid"] [B, N, 1, H, W], when present, marks the references' pixels that hold
+    content (SC-DepthV2); `extra` holds terms computed before (SC-DepthV2's rotation terms)."""
     tgt, refs, K = batch["tgt"], batch["refs"], batch["K"]
     poses = [pose_vec2mat(v) for v in poses]
     poses_inv = [pose_vec2mat(v) for v in poses_inv]
     w = cfg.loss_weights()
     zero = tgt_depth.sum() * 0
     terms = dict.fromkeys(TERMS, zero)
+    ref_valids = list(batch["ref_valid"].unbind(1)) if "ref_valid" in batch else None
     terms["photo"], terms["geometry"], score = losses.photo_and_geometry_loss(
-        ops, tgt, list(refs.unbind(1)), tgt_depth, ref_depths, poses, poses_inv, K, cfg
+        ops, tgt, list(refs.unbind(1)), tgt_depth, ref_depths, poses, poses_inv, K, cfg, ref_valids
     )
+    terms.update(extra or {})
     if w["smooth"]:
         terms["smooth"] = losses.edge_aware_smoothness(tgt_depth, tgt)
     if w["mask_rank"]:
@@ -81,5 +117,5 @@ def loss_terms(ops, cfg, batch, tgt_depth, ref_depths, poses, poses_inv, step):
         terms["normal_rank"] = losses.normal_ranking_loss(
             tgt, batch["pseudo_depth"], normal, pseudo_normal, generator=gen
         )
-    total = sum(w[k] * terms[k] for k in TERMS if w[k])
+    total = sum(w[k] * terms[k] for k in TERMS if w.get(k))
     return total, terms

@@ -1,4 +1,4 @@
-"""scdepth-train: trains SC-Depth V1 / SC-DepthV3 from video on the fused ops.
+"""scdepth-train: trains SC-Depth V1 / V2 / SC-DepthV3 from video on the fused ops.
 
     scdepth-train [--config FILE] [--out DIR] [--resume] [--device cpu|cuda]
                   [--backend ext|reference] [--epochs N] [--epoch-size N] [key=value ...]
@@ -27,7 +27,7 @@ from .data.dataset import TrainFolder
 from .data.layout import UnreadableFrame
 from .distributed import Dist
 from .evaluate import evaluate_model, format_table
-from .models import DepthNet, PoseNet
+from .models import DepthNet, PoseNet, RectifyNet
 from .models.encoder import PretrainedUnavailable
 from .ops import get_backend
 from .step import compute_losses
@@ -51,6 +51,7 @@ class Run:
     skipped: dict
     test_metrics: dict
     pose_metrics: dict = field(default_factory=dict)
+    rectify_net: torch.nn.Module | None = None  # SC-DepthV2 only
 
 
 def ensure_dataset(cfg, progress):
@@ -110,11 +111,16 @@ class Log:
 
 
 def build(cfg, device):
+    """DepthNet, PoseNet, RectifyNet (SC-DepthV2; else None) and one Adam over all of them."""
     imagenet = cfg.pretrained == "imagenet"
     depth_net = DepthNet(cfg.resnet_layers, pretrained=imagenet).to(device)
     pose_net = PoseNet(18, pretrained=imagenet).to(device)
-    params = list(depth_net.parameters()) + list(pose_net.parameters())
-    return depth_net, pose_net, torch.optim.Adam(params, lr=cfg.lr)
+    rectify_net = None
+    if cfg.method == "sc_depth_v2":
+        rectify_net = RectifyNet(18, pretrained=imagenet).to(device)
+    nets = [n for n in (depth_net, pose_net, rectify_net) if n is not None]
+    params = [p for n in nets for p in n.parameters()]
+    return depth_net, pose_net, rectify_net, torch.optim.Adam(params, lr=cfg.lr)
 
 
 def all_finite(tensors):
@@ -175,7 +181,7 @@ def _train(cfg, out, dist, resume, progress):
     )
     validator = Validator(cfg) if dist.is_main else None
     ops = get_backend(cfg.backend)
-    depth_net, pose_net, optim = build(cfg, device)
+    depth_net, pose_net, rectify_net, optim = build(cfg, device)
     amp_dtype = AMP_DTYPES[cfg.amp]
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
     step, best, history = 0, math.inf, {}
@@ -183,12 +189,17 @@ def _train(cfg, out, dist, resume, progress):
     if state is not None:
         depth_net.load_state_dict(state["depth_net"])
         pose_net.load_state_dict(state["pose_net"])
+        if rectify_net is not None:
+            if "rectify_net" not in state:
+                raise checkpoint.CheckpointError(f"{last}: sc_depth_v2 run without rectify_net")
+            rectify_net.load_state_dict(state["rectify_net"])
         optim.load_state_dict(state["optimizer"])
         step, best, skipped = state["step"], state["best"], dict(state["skipped"])
         history = {k: [tuple(p) for p in v] for k, v in state["history"].items()}
         if dist.is_main:
             print(f"resuming {last} at step {step}", file=sys.stderr)
     depth_ddp, pose_ddp = dist.wrap(depth_net), dist.wrap(pose_net)
+    rectify_ddp = dist.wrap(rectify_net) if rectify_net is not None else None
     log = None
     if dist.is_main:
         (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(cfg), sort_keys=False))
@@ -204,6 +215,7 @@ def _train(cfg, out, dist, resume, progress):
                 "best": best,
                 "depth_net": depth_net.state_dict(),
                 "pose_net": pose_net.state_dict(),
+                **({"rectify_net": rectify_net.state_dict()} if rectify_net is not None else {}),
                 "optimizer": optim.state_dict(),
                 "history": {k: [list(p) for p in v] for k, v in history.items()},
                 "skipped": skipped,
@@ -254,6 +266,7 @@ def _train(cfg, out, dist, resume, progress):
                         ops,
                         dist.rank * 10_000_019 + step,
                         amp_dtype=amp_dtype,
+                        rectify_net=rectify_ddp,
                     )
                     values = {k: v.detach().item() for k, v in terms.items()}
                     optim.zero_grad(set_to_none=True)
@@ -294,13 +307,13 @@ def _train(cfg, out, dist, resume, progress):
                 if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and dist.is_main:
                     save(last)
             if dist.is_main:
-                metrics = validator(depth_net, pose_net, ops, device)
+                metrics = validator(depth_net, pose_net, ops, device, rectify_net)
                 if metrics:
                     log.write("val", step, metrics)
                     bar.write(
                         f"epoch {epoch}: " + " ".join(f"{k} {v:.4f}" for k, v in metrics.items())
                     )
-                sheet = validator.sheet(depth_net, device)
+                sheet = validator.sheet(depth_net, device, rectify_net, ops)
                 if sheet is not None:
                     (out / "sheets").mkdir(exist_ok=True)
                     cv2.imwrite(str(out / "sheets" / f"epoch_{epoch:03d}.png"), sheet)
@@ -322,7 +335,7 @@ def _train(cfg, out, dist, resume, progress):
             print(f"skipped steps: {skipped}", file=sys.stderr)
         results = final_evaluation(cfg, best_path, out, device, progress)
         pose = pose_eval.final_pose_evaluation(best_path, cfg, out, device)
-    return Run(depth_net, pose_net, step, skipped, results, pose)
+    return Run(depth_net, pose_net, step, skipped, results, pose, rectify_net)
 
 
 def final_evaluation(cfg, best_path, out, device, progress):

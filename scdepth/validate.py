@@ -1,11 +1,14 @@
 """Validation during training: abs_rel against GT depth when the val scenes have it, else
-the photometric loss; the snippet ATE when they have poses.txt; each epoch's picture sheet."""
+the photometric loss; the snippet ATE when they have poses.txt; each epoch's picture sheet.
+For SC-DepthV2 also the mean rotation before and after rectification (rot_before, rot_after:
+mean |angle| of r1 and r2, rad) of the validation pairs, and their rectified references in
+the sheet."""
 
 from pathlib import Path
 
 import torch
 
-from . import pose_eval, viz
+from . import pose_eval, rectify, viz
 from .data.dataset import TrainFolder, ValFolder
 from .data.layout import DatasetError
 from .evaluate import evaluate_model
@@ -14,7 +17,7 @@ from .step import compute_losses
 
 class Validator:
     def __init__(self, cfg):
-        self.cfg, self.mode = cfg, None
+        self.cfg, self.mode, self.pairs = cfg, None, None
         scenes = Path(cfg.data_root) / "training" / "val.txt"
         if not scenes.is_file() or not scenes.read_text().strip():
             return  # no validation split: best.pt follows last.pt
@@ -33,25 +36,43 @@ class Validator:
                 augment=False,
             )
             self.mode = "photo"
+        if cfg.method == "sc_depth_v2":  # (target, references) to rectify
+            self.pairs = TrainFolder(
+                cfg.data_root,
+                image_size=cfg.image_size,
+                split="val",
+                sequence_length=cfg.sequence_length,
+                skip_frames=cfg.skip_frames,
+                augment=False,
+                use_pseudo_depth=False,
+            )
 
-    def frames(self):
-        n = len(self.folder)
+    def frames(self, folder=None):
+        n = len(self.folder if folder is None else folder)
         return n if not self.cfg.val_max_frames else min(n, self.cfg.val_max_frames)
 
     @torch.no_grad()
-    def __call__(self, depth_net, pose_net, ops, device):
+    def __call__(self, depth_net, pose_net, ops, device, rectify_net=None):
         """{metric: value} over the first val_max_frames validation frames; "ate_snippet"
         over the first val_max_frames frames of each val scene with poses."""
         if self.mode is None:
             return {}
-        depth_net.eval()
-        pose_net.eval()
+        nets = [n for n in (depth_net, pose_net, rectify_net) if n is not None]
+        for net in nets:
+            net.eval()
         try:
-            pose = {}
+            extra = {}
             if self.pose_scenes:
-                pose["ate_snippet"] = pose_eval.snippet_ate(
-                    pose_net, self.pose_scenes, self.cfg.image_size, device, self.cfg.val_max_frames
+                extra["ate_snippet"] = pose_eval.snippet_ate(
+                    pose_net,
+                    self.pose_scenes,
+                    self.cfg.image_size,
+                    device,
+                    self.cfg.val_max_frames,
+                    rectify_net=rectify_net,
                 )
+            if self.pairs is not None and rectify_net is not None:
+                extra.update(self.rotation(rectify_net, ops, device))
             if self.mode == "depth":
                 m = evaluate_model(
                     depth_net,
@@ -63,28 +84,69 @@ class Validator:
                     progress=False,
                     max_images=self.cfg.val_max_frames,
                 )
-                return {**{k: v for k, v in m["all"].items() if k != "count"}, **pose}
+                return {**{k: v for k, v in m["all"].items() if k != "count"}, **extra}
             total = 0.0
             for i in range(self.frames()):
                 batch = torch.utils.data.default_collate([self.folder[i]])
                 batch = {k: v.to(device) for k, v in batch.items()}
-                _, terms, _ = compute_losses(depth_net, pose_net, batch, self.cfg, ops, 0)
+                _, terms, _ = compute_losses(
+                    depth_net, pose_net, batch, self.cfg, ops, 0, rectify_net=rectify_net
+                )
                 total += float(terms["photo"])
-            return {"photo": total / max(self.frames(), 1), **pose}
+            return {"photo": total / max(self.frames(), 1), **extra}
         finally:
-            depth_net.train()
-            pose_net.train()
+            for net in nets:
+                net.train()
+
+    def rectified(self, rectify_net, ops, device, index):
+        """(pair, rectify.Rectified) of validation pair `index`, r3_gt drawn from seed `index`."""
+        pair = torch.utils.data.default_collate([self.pairs[index]])
+        pair = {k: v.to(device) for k, v in pair.items()}
+        gen = torch.Generator().manual_seed(index)
+        return pair, rectify.rectify(rectify_net, pair["tgt"], pair["refs"], pair["K"], ops, gen)
+
+    def rotation(self, rectify_net, ops, device):
+        """Mean |r1| and |r2| over the first val_max_frames validation pairs (eval mode)."""
+        n = self.frames(self.pairs)
+        if n == 0:
+            return {}
+        terms = [self.rectified(rectify_net, ops, device, i)[1].terms for i in range(n)]
+        return {k: sum(float(t[k]) for t in terms) / n for k in ("rot_before", "rot_after")}
 
     @torch.no_grad()
-    def sheet(self, depth_net, device):
+    def sheet(self, depth_net, device, rectify_net=None, ops=None):
         """A PNG-ready picture of a few validation frames: image, prediction, GT, error,
-        dynamic mask (None without GT)."""
-        if self.mode != "depth":
-            return None
+        dynamic mask (without GT: None); for SC-DepthV2 then a few pairs rectified
+        (viz.rectification_sheet)."""
+        parts = [self.depth_sheet(depth_net, device)] if self.mode == "depth" else []
+        parts = [p for p in parts if p is not None]
+        if self.pairs is not None and rectify_net is not None and len(self.pairs):
+            rectify_net.eval()
+            rows = []
+            for i in self.picks(len(self.pairs)):
+                pair, rect = self.rectified(rectify_net, ops, device, i)
+                rows.append(
+                    {
+                        "tgt": pair["tgt"][0],
+                        "ref": pair["refs"][0, 0],
+                        "rectified": rect.refs[0, 0],
+                        "valid": rect.valid[0, 0],
+                        "angle": float(rect.angles[0, 0].abs().mean()),
+                    }
+                )
+            rectify_net.train()
+            parts.append(viz.rectification_sheet(rows))
+        return viz.stack(parts) if parts else None
+
+    def picks(self, n):
+        """sheet_frames indices spread over range(n)."""
+        stride = max(1, n // max(self.cfg.sheet_frames, 1))
+        return list(range(0, n, stride))[: self.cfg.sheet_frames]
+
+    def depth_sheet(self, depth_net, device):
         depth_net.eval()
         rows = []
-        stride = max(1, len(self.folder) // max(self.cfg.sheet_frames, 1))
-        for i in list(range(0, len(self.folder), stride))[: self.cfg.sheet_frames]:
+        for i in self.picks(len(self.folder)):
             item = self.folder[i]
             pred = depth_net(item["img"][None].to(device))[0, 0].float().cpu().numpy()
             rows.append(

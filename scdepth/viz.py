@@ -65,6 +65,38 @@ def validation_sheet(rows):
             overlay[m > 0] = (0.4 * overlay[m > 0] + [0, 0, 150]).astype(np.uint8)
             tiles.append(label(overlay, "dynamic"))
         lines.append(np.concatenate(tiles, 1))
-    width = max(line.shape[1] for line in lines)
-    lines = [np.pad(line, ((0, 0), (0, width - line.shape[1]), (0, 0))) for line in lines]
-    return np.concatenate(lines, 0)
+    return stack(lines)
+
+
+def rectification_sheet(rows):
+    """SC-DepthV2's rectification of a few validation pairs, one line each: target, reference,
+    rectified reference, |target - reference| and |target - rectified| (black where the
+    rectified reference is blank). rows: dicts with 'tgt', 'ref', 'rectified' [3, H, W]
+    normalised tensors, 'valid' [1, H, W] and 'angle' (mean |r1|, rad)."""
+    lines = []
+    for r in rows:
+        tgt, ref, rect = (r[k].detach().float().cpu() for k in ("tgt", "ref", "rectified"))
+        blank = r["valid"][0].detach().cpu().numpy() <= 0
+        before = ((tgt - ref).abs().mean(0) * STD).numpy()
+        after = ((tgt - rect).abs().mean(0) * STD).numpy()
+        rect_bgr = image_to_bgr(rect)
+        rect_bgr[blank] = 0
+        lines.append(
+            np.concatenate(
+                [
+                    label(image_to_bgr(tgt), "target"),
+                    label(image_to_bgr(ref), "reference"),
+                    label(rect_bgr, f"rectified {np.degrees(r['angle']):.1f}deg"),
+                    label(colorize(before, 0, 0.3), "|tgt - ref|"),
+                    label(colorize(after, 0, 0.3, invalid=blank), "|tgt - rectified|"),
+                ],
+                1,
+            )
+        )
+    return stack(lines)
+
+
+def stack(images):
+    """BGR images one above the other, padded on the right to the widest."""
+    width = max(img.shape[1] for img in images)
+    return np.concatenate([np.pad(i, ((0, 0), (0, width - i.shape[1]), (0, 0))) for i in images])

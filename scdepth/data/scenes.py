@@ -1,7 +1,8 @@
 """The two presets of scdepth-synth: a room with walking people (indoor, like Bonn/TUM) and a
 street with parked and moving cars (outdoor, like KITTI). Units are metres; one time step
 is one frame (about 0.1 s). Dynamic objects are placed at the distance at which their
-projected area gives roughly the requested share of dynamic pixels.
+projected area gives roughly the requested share of dynamic pixels. `shake` (rad) adds a
+hand-held rotation shake to the camera path (scdepth-synth --rotation).
 """
 
 from __future__ import annotations
@@ -66,6 +67,16 @@ def _sines(rng, n_frames, amp, period):
     return amp * np.sin(2 * np.pi * t / rng.uniform(*period) + rng.uniform(0, 2 * np.pi))
 
 
+def _shake(rng, n_frames, amplitude):
+    """Hand-held shake [3, n_frames]: (yaw, pitch, roll) offsets in rad, one sine per axis of
+    `amplitude` with a period of 6 to 12 frames, so that consecutive frames differ by about
+    0.45 * amplitude per axis on average. Zeros, drawing nothing, when amplitude is 0 (the
+    scene is then the one generated without shake)."""
+    if not amplitude:
+        return np.zeros((3, n_frames))
+    return np.stack([_sines(rng, n_frames, amplitude, (6, 12)) for _ in range(3)])
+
+
 def _person(rng, floor, x_range, z_range, start, speed, heading, seed):
     """A walking body of ellipsoids: legs and arms swing, the whole body walks and turns back."""
     shirt, trousers = CLOTHES[rng.integers(len(CLOTHES))], _color(rng, 0.05, 0.5)
@@ -111,7 +122,7 @@ def _person(rng, floor, x_range, z_range, start, speed, heading, seed):
     return at
 
 
-def indoor(rng, size, n_frames, dynamic_fraction) -> Setup:
+def indoor(rng, size, n_frames, dynamic_fraction, shake=0.0) -> Setup:
     K = _intrinsics(size, 0.83)  # about 62 degrees across, like a Kinect
     hx, hy, hz = rng.uniform(2.8, 3.5), rng.uniform(1.3, 1.5), rng.uniform(4.5, 5.5)
     floor, z0 = 1.4, -2.5  # camera about 1.4 m above the floor; back wall 2.5 m behind it
@@ -206,6 +217,8 @@ def indoor(rng, size, n_frames, dynamic_fraction) -> Setup:
     yaw = rng.uniform(-0.2, 0.2) + _sines(rng, n_frames, 0.25, (60, 120))
     pitch = 0.08 + _sines(rng, n_frames, 0.04, (40, 90))
     roll = _sines(rng, n_frames, 0.02, (30, 70))
+    jolt = _shake(rng, n_frames, shake)  # drawn last: the rest of the scene is unchanged
+    yaw, pitch, roll = yaw + jolt[0], pitch + jolt[1], roll + jolt[2]
     setup.poses = [
         (rotation(yaw[i], -pitch[i], roll[i]), np.array([x[i], y[i], z[i]]))
         for i in range(n_frames)
@@ -256,7 +269,7 @@ def _sky(rng):
     return sky
 
 
-def outdoor(rng, size, n_frames, dynamic_fraction) -> Setup:
+def outdoor(rng, size, n_frames, dynamic_fraction, shake=0.0) -> Setup:
     K = _intrinsics(size, 0.58, 0.46)  # KITTI: fx / W = 721 / 1242, cy / H = 173 / 375
     road_y, speed = 1.65, rng.uniform(0.6, 1.0)  # KITTI camera height; metres per frame
     length = n_frames * speed + 250
@@ -337,8 +350,10 @@ def outdoor(rng, size, n_frames, dynamic_fraction) -> Setup:
     pitch = _sines(rng, n_frames, 0.01, (20, 50))
     x = _sines(rng, n_frames, 0.15, (50, 120))
     y = _sines(rng, n_frames, 0.01, (8, 15))
+    jolt = _shake(rng, n_frames, shake)
+    yaw, pitch = yaw + jolt[0], pitch + jolt[1]
     setup.poses = [
-        (rotation(yaw[i], pitch[i], 0.0), np.array([x[i], y[i], speed * t[i]]))
+        (rotation(yaw[i], pitch[i], jolt[2, i]), np.array([x[i], y[i], speed * t[i]]))
         for i in range(n_frames)
     ]
     return setup

@@ -149,11 +149,12 @@ def _make_scene(
     dynamic_fraction,
     exposure_change,
     supersample,
+    rotation,
     tick,
 ):
     """Render and write one scene: [(share of dynamic pixels, contact-sheet sample | None)]."""
     rng = np.random.default_rng(ss)
-    setup = PRESETS[preset](rng, image_size, n_frames, dynamic_fraction)
+    setup = PRESETS[preset](rng, image_size, n_frames, dynamic_fraction, rotation)
     frames = _render_scene(setup, image_size, n_frames, exposure_change, supersample, rng, tick)
     every = max(1, n_frames // 4)
     return [
@@ -225,6 +226,7 @@ def generate(
     frames_per_scene: int = 50,
     dynamic_fraction: float | None = None,
     exposure_change: float = 0.02,
+    rotation: float = 0.0,
     supersample: int = 2,
     workers: int | None = None,
     overwrite: bool = False,
@@ -234,14 +236,18 @@ def generate(
 
     image_size (H, W) defaults to 128x160 indoor and 128x416 outdoor; dynamic_fraction
     (rough share of dynamic pixels) to 0.25 indoor and 0.1 outdoor; exposure_change is the
-    per-frame standard deviation of the log exposure. Scenes render in ``workers`` processes
-    (default: one per core); the files do not depend on it. Refuses a non-empty ``out_dir``
-    unless ``overwrite`` (which then replaces only what this function writes).
+    per-frame standard deviation of the log exposure. rotation (rad) is the amplitude of an
+    extra hand-held rotation shake (consecutive frames then differ by about 0.45 x rotation
+    more per axis; 0: none; the scenes of a seed are otherwise the same). Scenes render in
+    ``workers`` processes (default: one per core); the files do not depend on it. Refuses a
+    non-empty ``out_dir`` unless ``overwrite`` (which then replaces only what this function writes).
     """
     image_size = tuple(int(v) for v in (image_size or DEFAULT_SIZE.get(preset, (128, 160))))
     if dynamic_fraction is None:
         dynamic_fraction = DEFAULT_DYNAMIC.get(preset, 0.2)
     _check_args(preset, image_size, num_scenes, frames_per_scene, dynamic_fraction, exposure_change)
+    if not 0 <= rotation <= 0.3:
+        raise ValueError(f"rotation must be in [0, 0.3] rad, got {rotation}")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out}: exists and is not a folder")
@@ -265,6 +271,7 @@ def generate(
             dynamic_fraction,
             exposure_change,
             supersample,
+            rotation,
         )
         for name, ss in zip(names, seeds, strict=True)
     ]
@@ -295,6 +302,7 @@ def generate(
         "dynamic_fraction": dynamic_fraction,
         "measured_dynamic_fraction": round(float(np.mean(dyn_pixels)), 4),
         "exposure_change": exposure_change,
+        "rotation": rotation,
         "supersample": supersample,
         "depth": "float32 metres in .npy, 0 = no surface",
         "poses": f"training/<scene>/poses.txt camera-to-world; times.txt at {FRAME_RATE:g} fps",
@@ -313,6 +321,12 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=50, help="frames per scene")
     ap.add_argument("--dynamic-fraction", type=float, default=None)
     ap.add_argument("--exposure-change", type=float, default=0.02)
+    ap.add_argument(
+        "--rotation",
+        type=float,
+        default=0.0,
+        help="amplitude (rad) of an extra hand-held rotation shake, periods of 6-12 frames",
+    )
     ap.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     ap.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     ap.add_argument("--no-progress", action="store_true")
@@ -327,6 +341,7 @@ def main(argv=None) -> int:
             frames_per_scene=a.frames,
             dynamic_fraction=a.dynamic_fraction,
             exposure_change=a.exposure_change,
+            rotation=a.rotation,
             workers=a.workers,
             overwrite=a.overwrite,
             progress=not a.no_progress,

@@ -1,4 +1,5 @@
 from .depth_net import DepthNet
 from .pose_net import PoseNet
+from .rectify_net import RectifyNet
 
-__all__ = ["DepthNet", "PoseNet"]
+__all__ = ["DepthNet", "PoseNet", "RectifyNet"]

@@ -12,6 +12,8 @@ class PoseNet(nn.Module):
     """(img1, img2) [B, 3, H, W] each -> [B, 6] = [tx, ty, tz, rx, ry, rz] of the transform
     that maps points of img1's camera into img2's camera (use with pose_vec2mat)."""
 
+    OUTPUTS = 6  # [t, euler]; RectifyNet predicts the 3 angles only
+
     def __init__(self, layers=18, pretrained=False):
         super().__init__()
         self.encoder = ResnetEncoder(layers, pretrained, num_images=2)
@@ -23,7 +25,7 @@ class PoseNet(nn.Module):
             nn.ReLU(),
             nn.Conv2d(256, 256, 3, padding=1),
             nn.ReLU(),
-            nn.Conv2d(256, 6, 1),
+            nn.Conv2d(256, self.OUTPUTS, 1),
         )
 
     def forward(self, img1, img2):
