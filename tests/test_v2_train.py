@@ -4,12 +4,15 @@ import json
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 import torch
 from conftest import tiny_config
 
-from scdepth import checkpoint, config, infer, train
+from scdepth import checkpoint, config, infer, pose_eval, rectify, train
 from scdepth.data.dataset import TrainFolder
+from scdepth.data.layout import read_image
+from scdepth.data.transforms import resize_image
 from scdepth.evaluate import evaluate_checkpoint
 from scdepth.models import DepthNet, PoseNet, RectifyNet
 from scdepth.ops import get_backend
@@ -112,6 +115,20 @@ def test_v2_trains_logs_evaluates_and_infers(tiny_synthetic, tmp_path):
     sheet = cv2.imread(str(out / "sheets" / "epoch_001.png"))
     assert sheet.shape[0] == 4 * 64 and sheet.shape[1] >= 5 * 64
     assert (out / "test_metrics.json").is_file()
+    # pose evaluation composes the RectifyNet's rotation with the PoseNet's pose
+    assert all("ate_snippet" in x for x in val)
+    assert "posenet" in run.pose_metrics["methods"]
+    scene = pose_eval.val_pose_scenes(tiny_synthetic)[0]
+    pose_net, size, rectify_net = pose_eval.load_pose_model(out / "best.pt")
+    assert rectify_net is not None
+    composed = pose_eval.predict_relative(pose_net, scene.frames[:2], size, rectify_net=rectify_net)
+    alone = pose_eval.predict_relative(pose_net, scene.frames[:2], size)
+    frames = [resize_image(read_image(f), size)[None] for f in scene.frames[:2]]
+    K = torch.from_numpy(pose_eval.scaled_intrinsics(scene.frames, size)).float()[None]
+    with torch.no_grad():
+        want = rectify.predict_pose(pose_net, frames[1], frames[0], K, rectify_net)
+    np.testing.assert_allclose(composed[0, :3], want[0].double().numpy(), atol=1e-6)
+    assert not np.allclose(composed, alone, atol=1e-7)
     # scdepth-eval and scdepth-infer load the V2 checkpoint's DepthNet
     results = evaluate_checkpoint(out / "best.pt", tiny_synthetic, "synthetic", progress=False)
     assert 0 < results["all"]["abs_rel"] < 10
