@@ -161,7 +161,15 @@ def depth_rows(name, root, dataset, checkpoint, seed) -> list[dict]:
 def pose_results(name, root, dataset, checkpoint, out: Path) -> dict:
     from scdepth import pose_eval
 
+    # best.pt is chosen by the validation photometric error (no GT depth on KITTI), which
+    # says little about the poses: the last epoch's PoseNet is scored too
+    last = pose_eval.methods_for(checkpoint.parent / "last.pt")[pose_eval.MODEL]
     methods = pose_eval.methods_for(checkpoint, pose_eval.BASELINES)
+    methods = {
+        "posenet (best.pt)": methods.pop(pose_eval.MODEL),
+        "posenet (last.pt)": last,
+        **methods,
+    }
     return pose_eval.evaluate_poses(
         root, dataset, methods, split="all", out=out, overwrite=True, source=name
     )
@@ -191,14 +199,22 @@ def sheet(sets, path: Path, per_set: int = 2) -> None:
     cv2.imwrite(str(path), cv2.resize(img, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST))
 
 
+def total_minutes(report: dict) -> float:
+    """Imports and trainings as first measured (kept beside them), plus this evaluation."""
+    parts = [*report["imports_s"].values(), *(t["seconds"] for t in report["training"].values())]
+    return (sum(parts) + report["seconds"]) / 60
+
+
 def markdown(report: dict) -> str:
     lines = [
         "## Real recordings (`python -m benchmarks.real`)",
         "",
-        f"Measured on {report['machine']}, {report['date']}; the whole benchmark took "
-        f"{report['seconds'] / 60:.1f} min. Imports: "
+        f"Measured on {report['machine']}, {report['date']}; in all "
+        f"{total_minutes(report):.1f} min (imports, trainings, then "
+        f"{report['seconds'] / 60:.1f} min of evaluation). Imports: "
         + ", ".join(f"{k} {v:.1f} s" for k, v in report["imports_s"].items())
         + ".",
+        *([report["note"]] if report.get("note") else []),
         "",
         "Training (SC-Depth V1, from scratch, batch 4): "
         + "; ".join(
@@ -243,6 +259,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--md", help="replace the real-data section of this Markdown file")
     ap.add_argument("--fresh", action="store_true", help="delete OUT first")
+    ap.add_argument("--note", default="", help="a sentence for the report, e.g. on the load")
     a = ap.parse_args(argv)
     data, out = Path(a.data), Path(a.out)
     for sub in ("realsense_indoor", "kitti_odometry", "tum_fr1_desk_9frames"):
@@ -250,7 +267,6 @@ def main(argv=None) -> int:
             ap.error(f"--data {data}: no {sub}/ (expected the shared/real layout)")
     if a.fresh and out.exists():
         shutil.rmtree(out)
-    t0 = time.perf_counter()
     root = out / "data"
     report = {"machine": machine(), "date": time.strftime("%Y-%m-%d")}
     stamp = root / "import_seconds.json"  # kept, so that a rerun reports the real times
@@ -264,6 +280,7 @@ def main(argv=None) -> int:
         name: train_v1(root / name, out / f"run_{name}", dataset, size, a.steps, a.seed)
         for name, (dataset, size) in runs.items()
     }
+    t0 = time.perf_counter()  # the evaluation: imports and trainings are timed apart
     rs_ck, kitti_ck = out / "run_realsense" / "best.pt", out / "run_kitti" / "best.pt"
     report["depth"] = depth_rows(
         "RealSense office (frames 96-119)", root / "realsense", "tum", rs_ck, a.seed
@@ -282,6 +299,7 @@ def main(argv=None) -> int:
     report["seconds"] = time.perf_counter() - t0
     report["sheet"] = "results/real_sheet.png"
     report["reading"] = READING
+    report["note"] = a.note
     (out / "real.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
     text = markdown(report)
     (out / "real.md").write_text(text)
