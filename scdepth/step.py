@@ -150,23 +150,36 @@ def loss_terms(
     return total, terms
 
 
-COMPILE_MODES = ("none", "losses", "all")
 _compiled_loss_terms = None
 
 
+def compile_loss_terms(backend="inductor"):
+    """loss_terms compiled whole (torch.compile, fullgraph=True). The step, an int that seeds
+    sample_dynamic_pairs, is traced as a symbol: one graph serves every step."""
+    compiled = torch.compile(loss_terms, fullgraph=True, backend=backend)
+
+    def run(*args, **kwargs):
+        with torch.compiler.config.patch(dynamic_sources="L['step']"):
+            return compiled(*args, **kwargs)
+
+    return run
+
+
 def loss_function(cfg):
-    """loss_terms, compiled whole (torch.compile, fullgraph) when cfg.compile is losses or all.
-    One compiled function for the process: its graphs are cached per input shapes and config."""
+    """loss_terms, compiled (compile_loss_terms) when cfg.compile is losses or all and
+    gradients are on: validation (no_grad) stays eager rather than compile a second graph for
+    a few frames. One compiled function per process; torch caches its graphs per input shapes
+    and config."""
     global _compiled_loss_terms
-    if cfg.compile == "none":
+    if cfg.compile == "none" or not torch.is_grad_enabled():
         return loss_terms
     if _compiled_loss_terms is None:
-        _compiled_loss_terms = torch.compile(loss_terms, fullgraph=True)
+        _compiled_loss_terms = compile_loss_terms()
     return _compiled_loss_terms
 
 
 def prepare_compile(cfg, *nets):
-    """With cfg.compile = all, compiles each network (nn.Module.compile, in place: its
+    """With cfg.compile = all, compiles each network in place (nn.Module.compile: its
     state_dict keeps its keys, so checkpoints do not change); the losses follow cfg.compile
     in compute_losses (loss_function). None entries are skipped."""
     if cfg.compile == "all":
