@@ -205,6 +205,7 @@ def edge_guided_pairs(magnitude, theta, u, dist):
     indices (A, B) into [B * H * W] and the pairs' weights n / M, each [3 * B * M]."""
     Bn, H, W = magnitude.shape
     M = u.shape[1]
+    u, dist = u.to(magnitude.device), dist.to(magnitude.device)  # drawn by a CPU generator
     mag = magnitude.flatten(1)
     peak = mag.amax(1, keepdim=True)
     cum = ((mag >= EDGE_THRESHOLD * peak) & (peak > 0)).long().cumsum(1)  # [B, H * W]
@@ -216,7 +217,7 @@ def edge_guided_pairs(magnitude, theta, u, dist):
     idx = torch.searchsorted(cum, rank + 1).clamp_max(H * W - 1)  # [B, M]
     t = theta.flatten(1).gather(1, idx)
     sign = torch.tensor([-1, -1, 1, 1], device=mag.device).view(4, 1, 1)
-    step = dist.to(mag.device) * sign
+    step = dist * sign
     cols = (idx % W + torch.round(step * torch.cos(t)).long()).clamp(0, W - 1)
     rows = (idx // W + torch.round(step * torch.sin(t)).long()).clamp(0, H - 1)
     b = torch.arange(Bn, device=mag.device).view(1, Bn, 1)
