@@ -89,6 +89,8 @@ class Config:
     # costs nothing measurable here). On a GPU the atomics of inverse_warp's grad_src and of
     # some torch kernels stay nondeterministic: they are reported once, not refused.
     deterministic: bool = True
+    # torch.compile: none | losses (the loss terms, one whole graph) | all (and the networks)
+    compile: str = "none"
     log_every: int = 10
     val_max_frames: int = 64  # validation frames per epoch (0: all)
     max_bad_steps: int = 20  # consecutive non-finite steps before training stops
@@ -135,6 +137,10 @@ class Config:
         need(
             self.amp in ("none", "bf16", "fp16"),
             f"amp must be none, bf16 or fp16, got {self.amp!r}",
+        )
+        need(
+            self.compile in ("none", "losses", "all"),
+            f"compile must be none, losses or all, got {self.compile!r}",
         )
         need(
             self.pretrained in ("none", "imagenet"),

@@ -157,6 +157,10 @@ def normal_matching_loss(normal, pseudo_normal):
 # Edge-guided sampling of SC-DepthV3's normal ranking loss (after Xian et al., CVPR 2020).
 EDGE_THRESHOLD = 0.1  # an edge pixel has a gradient >= 10% of the image's largest
 EDGE_DISTANCES = (3, 20)  # points are 3..19 px from the anchor along the edge normal
+# Anchors drawn per image and edge map, as a share of H * W: about the typical number of edge
+# pixels (a quarter of the image edges' and of the pseudo-normal edges' pixels on synthetic
+# indoor frames at 96x128, up to 61% for outdoor normal edges).
+EDGE_ANCHOR_RATIO = 0.25
 NORMAL_BORDER = 5  # pseudo-normal edges this close to the border are ignored
 
 
@@ -169,31 +173,72 @@ def _dilate(mask):
     return F.max_pool2d(mask.float().unsqueeze(1), 3, stride=1, padding=1).squeeze(1) > 0
 
 
-def edge_guided_pairs(magnitude, theta, generator=None):
-    """Point pairs along edge normals, for every image of the batch at once.
+def edge_anchor_count(H, W):
+    """M: anchors drawn per image and edge map (EDGE_ANCHOR_RATIO of the pixels, at least 1)."""
+    return max(1, math.ceil(EDGE_ANCHOR_RATIO * H * W))
 
-    Every pixel whose gradient magnitude is >= 10% of its image's maximum is an anchor; four
-    points a, b, c, d lie along the direction theta at signed distances (-d1, -d2, +d3, +d4),
-    d_i in [3, 20) px, clamped to the image; pairs are (a, b), (b, c), (c, d).
-    Returns flat indices (A, B) into [B * H * W]."""
+
+def edge_pair_draws(B, H, W, generator=None, *, maps=2, device=None):
+    """The random numbers of `maps` edge-guided samplers over [B, H, W] images, drawn from
+    `generator` on its device (default: the global generator of `device`): (u [maps, B, M]
+    float64 uniform in [0, 1), dist [maps, 4, B, M] int64 in EDGE_DISTANCES), M =
+    edge_anchor_count(H, W). Drawn apart from the loss so that the loss compiles whole."""
+    device = generator.device if generator is not None else device
+    M = edge_anchor_count(H, W)
+    u = torch.rand(maps, B, M, generator=generator, device=device, dtype=torch.float64)
+    dist = torch.randint(*EDGE_DISTANCES, (maps, 4, B, M), generator=generator, device=device)
+    return u, dist
+
+
+def edge_guided_pairs(magnitude, theta, u, dist):
+    """Point pairs along edge normals, M per image (static shapes, no host sync).
+
+    The anchors of an image are its pixels whose gradient magnitude is >= 10% of its maximum
+    (none when the maximum is 0). M of them are drawn by stratified sampling in index order:
+    draw m takes the anchor of rank floor((m + u_m) n / M) among the image's n, so every
+    anchor is drawn M / n times in expectation, and a pair weighted by n / M estimates the
+    sum over all anchors without bias (an image without anchors has weight 0). Four points a,
+    b, c, d lie along the direction theta at signed distances (-d1, -d2, +d3, +d4), clamped to
+    the image; pairs are (a, b), (b, c), (c, d).
+
+    magnitude, theta [B, H, W]; u [B, M], dist [4, B, M] (edge_pair_draws). Returns flat
+    indices (A, B) into [B * H * W] and the pairs' weights n / M, each [3 * B * M]."""
     Bn, H, W = magnitude.shape
-    peak = magnitude.flatten(1).amax(1).view(Bn, 1, 1)
-    b, r, c = ((magnitude >= EDGE_THRESHOLD * peak) & (peak > 0)).nonzero(as_tuple=True)
-    n = b.numel()
-    dist = torch.randint(*EDGE_DISTANCES, (4, n), generator=generator).to(magnitude.device)
-    sign = torch.tensor([-1, -1, 1, 1], device=magnitude.device).view(4, 1)
-    t = theta[b, r, c]
-    cols = (c + torch.round(dist * sign * torch.cos(t)).long()).clamp(0, W - 1)
-    rows = (r + torch.round(dist * sign * torch.sin(t)).long()).clamp(0, H - 1)
-    flat = b * H * W + rows * W + cols  # [4, n]
-    return flat[:3].reshape(-1), flat[1:].reshape(-1)
+    M = u.shape[1]
+    u, dist = u.to(magnitude.device), dist.to(magnitude.device)  # drawn by a CPU generator
+    mag = magnitude.flatten(1)
+    peak = mag.amax(1, keepdim=True)
+    cum = ((mag >= EDGE_THRESHOLD * peak) & (peak > 0)).long().cumsum(1)  # [B, H * W]
+    n = cum[:, -1:]
+    strata = torch.arange(M, device=u.device, dtype=u.dtype)
+    rank = ((strata + u) * n.to(u.dtype) / M).floor().long()
+    rank = torch.minimum(rank, (n - 1).clamp_min(0))
+    # the anchor of rank r is the first pixel where the running count reaches r + 1
+    idx = torch.searchsorted(cum, rank + 1).clamp_max(H * W - 1)  # [B, M]
+    t = theta.flatten(1).gather(1, idx)
+    sign = torch.tensor([-1, -1, 1, 1], device=mag.device).view(4, 1, 1)
+    step = dist * sign
+    cols = (idx % W + torch.round(step * torch.cos(t)).long()).clamp(0, W - 1)
+    rows = (idx // W + torch.round(step * torch.sin(t)).long()).clamp(0, H - 1)
+    b = torch.arange(Bn, device=mag.device).view(1, Bn, 1)
+    flat = b * H * W + rows * W + cols  # [4, B, M]
+    weight = (n.to(magnitude.dtype) / M).expand(3, Bn, M)
+    return flat[:3].reshape(-1), flat[1:].reshape(-1), weight.reshape(-1)
 
 
-def normal_ranking_loss(img, pseudo_depth, normal, pseudo_normal, generator=None):
+def normal_ranking_loss(img, pseudo_depth, normal, pseudo_normal, generator=None, *, draws=None):
     """Edge-guided normal ranking loss (SC-DepthV3 Local Structure Refinement): for point pairs
     across image edges and pseudo-normal edges, the predicted |n_A . n_B| should match the
     pseudo-normals'. Depth discontinuities of the pseudo-depth are excluded (normals are not
-    defined there). img [B, 3, H, W], pseudo_depth [B, 1, H, W], normals [B, 3, H, W]."""
+    defined there). img [B, 3, H, W], pseudo_depth [B, 1, H, W], normals [B, 3, H, W].
+
+    The mean over all pairs of every anchor of both edge maps, estimated from M anchors per
+    image and map (edge_guided_pairs); pairs touching a pixel without a valid pseudo-depth
+    weigh 0. draws: edge_pair_draws(B, H, W) (default: drawn from `generator`)."""
+    Bn, _, H, W = img.shape
+    u, dist = (
+        draws if draws is not None else edge_pair_draws(Bn, H, W, generator, device=img.device)
+    )
     gx, gy = sobel(img.mean(1, keepdim=True))
     img_mag, img_theta = _edges(gx[:, 0], gy[:, 0])
     ngx, ngy = sobel(pseudo_normal)
@@ -206,22 +251,25 @@ def normal_ranking_loss(img, pseudo_depth, normal, pseudo_normal, generator=None
     img_mag = img_mag.masked_fill(depth_edges, 0)
     n_mag = n_mag.masked_fill(depth_edges | border, 0)
     pairs = [
-        edge_guided_pairs(m, t, generator) for m, t in ((img_mag, img_theta), (n_mag, n_theta))
+        edge_guided_pairs(m, t, u[i], dist[i])
+        for i, (m, t) in enumerate(((img_mag, img_theta), (n_mag, n_theta)))
     ]
-    A = torch.cat([p[0] for p in pairs])
-    B = torch.cat([p[1] for p in pairs])
-    valid = (pseudo_depth > 0) & torch.isfinite(pseudo_depth)
-    keep = valid.flatten()[A] & valid.flatten()[B]
-    A, B = A[keep], B[keep]
-    if A.numel() == 0:
-        return normal.sum() * 0
+    A, B, weight = (torch.cat(p) for p in zip(*pairs, strict=True))
+    valid = ((pseudo_depth > 0) & torch.isfinite(pseudo_depth)).flatten()
+    keep = (valid.index_select(0, A) & valid.index_select(0, B)).unsqueeze(1)
+    weight = weight * keep[:, 0]
     n = normal.permute(0, 2, 3, 1).reshape(-1, 3)
     ns = pseudo_normal.permute(0, 2, 3, 1).reshape(-1, 3)
-    # index_select, not n[A]: the backward of advanced indexing accumulates with atomic adds
-    # on the CPU (index_put_), which makes the gradient depend on thread timing.
-    cos = (n.index_select(0, A) * n.index_select(0, B)).sum(1).abs()
-    cos_star = (ns.index_select(0, A) * ns.index_select(0, B)).sum(1).abs()
-    return (cos - cos_star).abs().mean()
+
+    def at(x, idx):
+        # index_select, not x[idx]: the backward of advanced indexing accumulates with atomic
+        # adds on the CPU (index_put_), which makes the gradient depend on thread timing.
+        # Pairs that are not kept read zeros: their normals (maybe NaN) reach no gradient.
+        return torch.where(keep, x.index_select(0, idx), 0.0)
+
+    cos = (at(n, A) * at(n, B)).sum(1).abs()
+    cos_star = (at(ns, A) * at(ns, B)).sum(1).abs()
+    return (weight * (cos - cos_star).abs()).sum() / weight.sum().clamp_min(1e-12)
 
 
 # SC-DepthV3 public code (losses/mask_ranking_loss.py): theta = 0.15 is the ordinal margin,
@@ -273,7 +321,29 @@ def depth_ranking_loss(depth, idx_a, idx_b, label):
     return loss.sum() / labelled.sum().clamp_min(1).to(ct)
 
 
-def global_random_pairs(pseudo_depth, *, ratio=GLOBAL_PAIR_RATIO, tau=RANKING_TAU, generator=None):
+def global_pair_count(H, W, ratio=GLOBAL_PAIR_RATIO):
+    """n = floor(ratio * N + 0.5) global random pairs per image of N = H * W pixels (0 if N < 2)."""
+    N = H * W
+    return math.floor(ratio * N + 0.5) if N >= 2 else 0
+
+
+def global_pair_draws(B, H, W, ratio=GLOBAL_PAIR_RATIO, generator=None, *, device=None):
+    """The pixels of global_random_pairs: (idx_a, idx_b) [B, n] int64, each ordered pair of
+    distinct pixels equally likely, drawn from `generator` on its device (default: the global
+    generator of `device`). Drawn apart from the labels so that the loss compiles whole."""
+    if not 0.0 < ratio <= 1.0:
+        raise ValueError(f"ratio must be in (0, 1], got {ratio}")
+    device = generator.device if generator is not None else device
+    N, n = H * W, global_pair_count(H, W, ratio)
+    idx_a = torch.randint(max(N, 1), (B, n), generator=generator, device=device)
+    # b = a + an offset uniform in [1, N): uniform over the N - 1 pixels other than a.
+    offset = torch.randint(1, max(N, 2), (B, n), generator=generator, device=device)
+    return idx_a, (idx_a + offset) % max(N, 1)
+
+
+def global_random_pairs(
+    pseudo_depth, *, ratio=GLOBAL_PAIR_RATIO, tau=RANKING_TAU, generator=None, draws=None
+):
     """SC-DepthV3's global random pairs: in every image, n = floor(ratio * N + 0.5) ordered
     pairs (a, b) of distinct pixels, each uniform over all such pairs and independent of the
     others, with labels from pseudo_depth [B, 1, H, W] by the rule of
@@ -281,8 +351,9 @@ def global_random_pairs(pseudo_depth, *, ratio=GLOBAL_PAIR_RATIO, tau=RANKING_TA
     pd_a, else 0; 0 where either depth is not finite or <= 0).
 
     Returns (idx_a, idx_b, label) [B, n] (int64, int64, int8) like sample_dynamic_pairs; n = 0
-    when N < 2. Random numbers come from `generator` (drawn on its device, then moved to the
-    pseudo depth's; default: the global generator of the pseudo depth's device).
+    when N < 2. The pixels are `draws` (global_pair_draws), else drawn from `generator` (on
+    its device, then moved to the pseudo depth's; default: the global generator of the pseudo
+    depth's device).
 
     The public code draws one Bernoulli(ratio) mask for the whole batch and pairs its pixels
     in index order with a permutation of the same mask, so a pixel can be paired with itself
@@ -290,34 +361,30 @@ def global_random_pairs(pseudo_depth, *, ratio=GLOBAL_PAIR_RATIO, tau=RANKING_TA
     """
     if pseudo_depth.dim() != 4 or pseudo_depth.shape[1] != 1:
         raise ValueError(f"pseudo_depth must be [B, 1, H, W], got {list(pseudo_depth.shape)}")
-    if not 0.0 < ratio <= 1.0:
-        raise ValueError(f"ratio must be in (0, 1], got {ratio}")
     if not (math.isfinite(tau) and tau >= 0.0):
         raise ValueError(f"tau must be finite and >= 0, got {tau}")
-    B, N = pseudo_depth.shape[0], pseudo_depth.shape[2] * pseudo_depth.shape[3]
-    n = math.floor(ratio * N + 0.5) if N >= 2 else 0
-    device = generator.device if generator is not None else pseudo_depth.device
-    idx_a = torch.randint(max(N, 1), (B, n), generator=generator, device=device)
-    # b = a + an offset uniform in [1, N): uniform over the N - 1 pixels other than a.
-    offset = torch.randint(1, max(N, 2), (B, n), generator=generator, device=device)
-    idx_b = (idx_a + offset) % max(N, 1)
-    idx_a, idx_b = idx_a.to(pseudo_depth.device), idx_b.to(pseudo_depth.device)
-    pd = pseudo_depth.detach().reshape(B, N)
+    B, _, H, W = pseudo_depth.shape
+    if draws is None:
+        draws = global_pair_draws(B, H, W, ratio, generator, device=pseudo_depth.device)
+    idx_a, idx_b = (d.to(pseudo_depth.device) for d in draws)
+    pd = pseudo_depth.detach().reshape(B, H * W)
     return idx_a, idx_b, ordinal_labels(pd.gather(1, idx_a), pd.gather(1, idx_b), tau)
 
 
-def dynamic_region_refinement(ops, depth, pseudo_depth, score, cfg, *, seed):
+def dynamic_region_refinement(ops, depth, pseudo_depth, score, cfg, *, seed, global_pairs=None):
     """SC-DepthV3's mask ranking loss: the 20% of pixels most likely dynamic (highest score)
     paired with random static pixels, plus random pairs over the whole image, all ranked by
-    the pseudo-depth's ordinal labels."""
+    the pseudo-depth's ordinal labels. global_pairs: global_pair_draws for the whole-image
+    pairs (default: drawn from `seed` on the pseudo depth's device)."""
     idx_a, idx_b, label = ops.sample_dynamic_pairs(
         score, pseudo_depth, ratio=cfg.drr_ratio, tau=cfg.rank_tau, seed=seed
     )
     if cfg.drr_global_ratio > 0:
-        gen = torch.Generator().manual_seed(seed)
-        pairs = global_random_pairs(
-            pseudo_depth, ratio=cfg.drr_global_ratio, tau=cfg.rank_tau, generator=gen
-        )
+        if global_pairs is None:
+            gen = torch.Generator(device=pseudo_depth.device).manual_seed(seed)
+            B, _, H, W = pseudo_depth.shape
+            global_pairs = global_pair_draws(B, H, W, cfg.drr_global_ratio, gen)
+        pairs = global_random_pairs(pseudo_depth, tau=cfg.rank_tau, draws=global_pairs)
         idx_a, idx_b, label = (
             torch.cat(p, 1) for p in zip((idx_a, idx_b, label), pairs, strict=True)
         )

@@ -59,11 +59,13 @@ def rotation_warp(ops, img, angles, K):
 def consistency_target(r1, generator=None):
     """r3_gt [B, 3]: r1 (detached) for the pairs whose mean |angle| lies in CONSISTENCY_RANGE,
     else a rotation uniform in +-RANDOM_ROTATION rad per axis, drawn (for every pair, so the
-    stream does not depend on r1) from `generator` on the CPU."""
+    stream does not depend on r1) from `generator` on its device (default: the global
+    generator of r1's device)."""
     lo, hi = CONSISTENCY_RANGE
     r1 = r1.detach()
     magnitude = r1.abs().mean(-1, keepdim=True)
-    draw = torch.rand(r1.shape, generator=generator, dtype=torch.float64)
+    device = generator.device if generator is not None else r1.device
+    draw = torch.rand(r1.shape, generator=generator, dtype=torch.float64, device=device)
     random = ((2 * draw - 1) * RANDOM_ROTATION).to(device=r1.device, dtype=r1.dtype)
     return torch.where((magnitude > lo) & (magnitude < hi), r1, random)
 

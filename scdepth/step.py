@@ -44,6 +44,23 @@ def step_seed(cfg, step):
     return (cfg.seed * 1_000_003 + step) % (2**62)
 
 
+def draw(cfg, step, batch):
+    """Every random number of the step's loss terms, drawn on the batch's device from one
+    generator seeded with step_seed: kept out of loss_terms, which then compiles whole (a
+    torch.Generator argument breaks a torch.compile graph). The dynamic pairs of
+    sample_dynamic_pairs come from the op's own Philox stream keyed by the same seed."""
+    tgt = batch["tgt"]
+    B, _, H, W = tgt.shape
+    gen = torch.Generator(device=tgt.device).manual_seed(step_seed(cfg, step))
+    w = cfg.loss_weights()
+    draws = {}
+    if w["mask_rank"] and cfg.drr_global_ratio > 0:
+        draws["global_pairs"] = losses.global_pair_draws(B, H, W, cfg.drr_global_ratio, gen)
+    if w["normal_matching"] or w["normal_rank"]:
+        draws["edge_pairs"] = losses.edge_pair_draws(B, H, W, gen)
+    return draws
+
+
 def compute_losses(depth_net, pose_net, batch, cfg, ops, step, *, amp_dtype=None, rectify_net=None):
     """Returns (total loss, {term: value}, target depth). The networks run under autocast
     when amp_dtype is given; the losses always run in float32.
@@ -66,14 +83,14 @@ def compute_losses(depth_net, pose_net, batch, cfg, ops, step, *, amp_dtype=None
                 return full_precision(rectify_net(a, b))
 
         # its own stream (seeds >= 2**62 never equal a step_seed): the random r3_gt
-        gen = torch.Generator().manual_seed(step_seed(cfg, step) + 2**62)
+        gen = torch.Generator(device=tgt.device).manual_seed(step_seed(cfg, step) + 2**62)
         rect = rectify.rectify(rectify_fn, tgt, batch["refs"], batch["K"], ops, gen)
         batch = {**batch, "refs": rect.refs, "ref_valid": rect.valid}
         extra = rect.terms
     with autocast():
         tgt_depth, ref_depths, poses, poses_inv = predict(depth_net, pose_net, tgt, batch["refs"])
     tgt_depth = full_precision(tgt_depth)
-    total, terms = loss_terms(
+    total, terms = loss_function(cfg)(
         ops,
         cfg,
         batch,
@@ -83,15 +100,22 @@ def compute_losses(depth_net, pose_net, batch, cfg, ops, step, *, amp_dtype=None
         [full_precision(v) for v in poses_inv],
         step,
         extra,
+        draw(cfg, step, batch),
     )
     return total, terms, tgt_depth
 
 
-def loss_terms(ops, cfg, batch, tgt_depth, ref_depths, poses, poses_inv, step, extra=None):
+def loss_terms(
+    ops, cfg, batch, tgt_depth, ref_depths, poses, poses_inv, step, extra=None, draws=None
+):
     """Every loss term of cfg.method from the networks' outputs (depths [B, 1, H, W], pose
     vectors [B, 6] tgt -> ref and ref -> tgt): (weighted total, {term: value}).
     batch["ref_valid"] [B, N, 1, H, W], when present, marks the references' pixels that hold
-    content (SC-DepthV2); `extra` holds terms computed before (SC-DepthV2's rotation terms)."""
+    content (SC-DepthV2); `extra` holds terms computed before (SC-DepthV2's rotation terms);
+    `draws` the step's random numbers (draw(cfg, step, batch); default: drawn here, which
+    torch.compile cannot trace whole)."""
+    if draws is None:
+        draws = draw(cfg, step, batch)
     tgt, refs, K = batch["tgt"], batch["refs"], batch["K"]
     poses = [pose_vec2mat(v) for v in poses]
     poses_inv = [pose_vec2mat(v) for v in poses_inv]
@@ -107,15 +131,58 @@ def loss_terms(ops, cfg, batch, tgt_depth, ref_depths, poses, poses_inv, step, e
         terms["smooth"] = losses.edge_aware_smoothness(tgt_depth, tgt)
     if w["mask_rank"]:
         terms["mask_rank"] = losses.dynamic_region_refinement(
-            ops, tgt_depth, batch["pseudo_depth"], score, cfg, seed=step_seed(cfg, step)
+            ops,
+            tgt_depth,
+            batch["pseudo_depth"],
+            score,
+            cfg,
+            seed=step_seed(cfg, step),
+            global_pairs=draws.get("global_pairs"),
         )
     if w["normal_matching"] or w["normal_rank"]:
         normal = depth_to_normals(tgt_depth, K)
         pseudo_normal = depth_to_normals(batch["pseudo_depth"], K)
         terms["normal_matching"] = losses.normal_matching_loss(normal, pseudo_normal)
-        gen = torch.Generator().manual_seed(step_seed(cfg, step))
         terms["normal_rank"] = losses.normal_ranking_loss(
-            tgt, batch["pseudo_depth"], normal, pseudo_normal, generator=gen
+            tgt, batch["pseudo_depth"], normal, pseudo_normal, draws=draws["edge_pairs"]
         )
     total = sum(w[k] * terms[k] for k in TERMS if w.get(k))
     return total, terms
+
+
+_compiled_loss_terms = None
+
+
+def compile_loss_terms(backend="inductor"):
+    """loss_terms compiled whole (torch.compile, fullgraph=True). The step, an int that seeds
+    sample_dynamic_pairs, is traced as a symbol: one graph serves every step."""
+    compiled = torch.compile(loss_terms, fullgraph=True, backend=backend)
+
+    def run(*args, **kwargs):
+        with torch.compiler.config.patch(dynamic_sources="L['step']"):
+            return compiled(*args, **kwargs)
+
+    return run
+
+
+def loss_function(cfg):
+    """loss_terms, compiled (compile_loss_terms) when cfg.compile is losses or all and
+    gradients are on: validation (no_grad) stays eager rather than compile a second graph for
+    a few frames. One compiled function per process; torch caches its graphs per input shapes
+    and config."""
+    global _compiled_loss_terms
+    if cfg.compile == "none" or not torch.is_grad_enabled():
+        return loss_terms
+    if _compiled_loss_terms is None:
+        _compiled_loss_terms = compile_loss_terms()
+    return _compiled_loss_terms
+
+
+def prepare_compile(cfg, *nets):
+    """With cfg.compile = all, compiles each network in place (nn.Module.compile: its
+    state_dict keeps its keys, so checkpoints do not change); the losses follow cfg.compile
+    in compute_losses (loss_function). None entries are skipped."""
+    if cfg.compile == "all":
+        for net in nets:
+            if net is not None:
+                net.compile()

@@ -62,15 +62,45 @@ def test_edge_guided_pairs_follow_the_edge_normal():
     mag[1, 10, 30] = 2.0
     theta = torch.zeros(2, 40, 40)
     theta[1] = math.pi / 2  # image 1: gradient along +v
-    gen = torch.Generator().manual_seed(0)
-    A, B = losses.edge_guided_pairs(mag, theta, gen)
-    assert A.numel() == B.numel() == 2 * 3  # (a, b), (b, c), (c, d) per anchor
+    u, dist = losses.edge_pair_draws(2, 40, 40, torch.Generator().manual_seed(0), maps=1)
+    M = losses.edge_anchor_count(40, 40)
+    A, B, weight = losses.edge_guided_pairs(mag, theta, u[0], dist[0])
+    assert A.shape == B.shape == weight.shape == (3 * 2 * M,)  # (a, b), (b, c), (c, d)
+    torch.testing.assert_close(weight, torch.full_like(weight, 1 / M))  # n = 1 anchor
     b, rest = A // 1600, A % 1600
     rows, cols = rest // 40, rest % 40
     assert (rows[b == 0] == 20).all()  # theta 0: the points move along u only
     assert (cols[b == 1] == 30).all()  # theta pi/2: along v only
     d = (cols[b == 0] - 20).abs()
     assert ((d >= 3) & (d < 20)).all()
+
+
+def test_edge_guided_pairs_draw_every_anchor_equally_often():
+    """Stratified draws: each of n anchors is drawn M / n times in expectation (within one of
+    it in every draw), so weights n / M make an unbiased sum over the anchors; an image
+    without anchors weighs 0."""
+    H, W = 4, 16
+    mag = torch.zeros(2, H, W)
+    anchors = [3, 7, 12, 21, 36, 42, 57]  # columns 3..12: no clamping 3 px left or right
+    mag[0].view(-1)[anchors] = torch.linspace(0.5, 1.0, len(anchors))
+    theta = torch.zeros(2, H, W)
+    M, n, seeds = losses.edge_anchor_count(H, W), len(anchors), 400
+    total = torch.zeros(H * W, dtype=torch.float64)
+    for seed in range(seeds):
+        u, dist = losses.edge_pair_draws(2, H, W, torch.Generator().manual_seed(seed), maps=1)
+        A, _, weight = losses.edge_guided_pairs(mag, theta, u[0], torch.full_like(dist[0], 3))
+        w = weight.view(3, 2, M)
+        assert (w[:, 0] == n / M).all() and (w[:, 1] == 0).all()
+        drawn = A.view(3, 2, M)[0, 0] + 3  # point a lies 3 px left of its anchor
+        count = torch.bincount(drawn, minlength=H * W).double()
+        assert count.sum() == M and count[anchors].sum() == M  # only anchors are drawn
+        assert (count[anchors] >= M // n - 1).all() and (count[anchors] <= -(-M // n) + 1).all()
+        total += count
+    # each count is in [1, 4] here (M / n = 16 / 7): std < 1.5, so the mean over 400 seeds has
+    # a standard error < 0.075; 0.3 is 4 of them
+    torch.testing.assert_close(
+        total[anchors] / seeds, torch.full((n,), M / n, dtype=torch.float64), atol=0.3, rtol=0
+    )
 
 
 def test_normal_ranking_loss_is_zero_for_matching_normals_and_grows_otherwise():
@@ -89,6 +119,8 @@ def test_normal_ranking_loss_is_zero_for_matching_normals_and_grows_otherwise():
     n_star = depth_to_normals(pseudo, K)
     gen = torch.Generator().manual_seed(0)
     assert losses.normal_ranking_loss(img, pseudo, n_star, n_star, gen) == 0
+    draws = losses.edge_pair_draws(2, 24, 32, torch.Generator().manual_seed(0))
+    assert losses.normal_ranking_loss(img, pseudo, n_star, n_star, draws=draws) == 0
     n = depth_to_normals(depth[:1].expand(2, 1, 24, 32), K).requires_grad_()
     loss = losses.normal_ranking_loss(img, pseudo, n, n_star, torch.Generator().manual_seed(0))
     assert loss > 0.01
