@@ -581,11 +581,27 @@ def render(results, sources=None, notes=None):
     return "\n".join(lines) + "\n"
 
 
+# Sections other scripts write (kernel resources, real data, compile, loader, ...) follow this
+# line in RESULTS.md; rewriting the file keeps everything from it on.
+KEPT = "<!-- sections below are written by other scripts; benchmarks.report keeps them -->"
+
+
+def with_kept_sections(text, path):
+    """text, then the part of the file at ``path`` from the KEPT line on (if any)."""
+    try:
+        with open(path) as f:
+            old = f.read()
+    except OSError:
+        return text
+    return text if KEPT not in old else text.rstrip("\n") + "\n\n" + old[old.index(KEPT) :]
+
+
 def write(path, results, notes=None):
     for r in results:
         r.setdefault("_path", "(this run)")
+    text = with_kept_sections(render(results, notes=notes), path)
     with open(path, "w") as f:
-        f.write(render(results, notes=notes))
+        f.write(text)
 
 
 def main(argv=None):
@@ -601,6 +617,7 @@ def main(argv=None):
             notes = f.read()
     text = render(results, notes=notes)
     if a.output:
+        text = with_kept_sections(text, a.output)
         with open(a.output, "w") as f:
             f.write(text)
         print(f"wrote {a.output}", file=sys.stderr)

@@ -157,6 +157,18 @@ def test_report_reads_first_version_files(tmp_path):
     assert r["ops"] and report.render([r])
 
 
+def test_rewriting_results_keeps_the_other_scripts_sections(tmp_path):
+    out = tmp_path / "RESULTS.md"
+    kept = f"{report.KEPT}\n\n<!-- real-data:begin -->\nreal figures\n<!-- real-data:end -->\n"
+    out.write_text("old generated part\n\n" + kept)
+    report.write(str(out), [fake_result(ops=[op_row("inverse_warp", 3.0)])])
+    text = out.read_text()
+    assert "old generated part" not in text and "inverse_warp" in text
+    assert text.endswith(kept)
+    report.write(str(out), [fake_result(ops=[op_row("inverse_warp", 3.0)])])
+    assert out.read_text() == text  # idempotent
+
+
 # --- the GPU kit ----------------------------------------------------------------------------------
 
 
