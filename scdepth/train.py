@@ -188,10 +188,11 @@ def finite_flags(total, params, dist):
 
 class StepStats:
     """The loop's numbers, left on the device between two reads so that a step never waits
-    for the GPU: per step a row [taken, loss finite, gradients finite, each term finite]
-    (taken: the optimiser stepped), and the loss terms summed over the steps taken since the
-    last log line. read() brings them to the host in one transfer, the loop's only sync.
-    Unreadable batches, known on the host, queue beside the rows to keep the step order."""
+    for the GPU: per step a row [taken, loss finite, gradients finite (these on every rank),
+    loss and each term finite on this rank] (taken: the optimiser stepped), and the loss terms
+    summed over the steps taken since the last log line. read() brings them to the host in
+    one transfer, the loop's only sync. Unreadable batches, known on the host, queue beside
+    the rows to keep the step order."""
 
     def __init__(self):
         self.names, self.rows = None, []
@@ -205,7 +206,7 @@ class StepStats:
         self.sum = kept if self.sum is None else self.sum + kept
         self.count = taken if self.count is None else self.count + taken
         self.last = values
-        self.rows.append((step, torch.cat([taken[None], flags, values[1:].isfinite().float()])))
+        self.rows.append((step, torch.cat([taken[None], flags, values.isfinite().float()])))
 
     def unreadable(self, step, reason):
         self.rows.append((step, reason))
@@ -236,11 +237,11 @@ class StepStats:
 
     def cause(self, row):
         """What was not finite in a step's row: the loss terms, or the gradients."""
-        _, loss_ok, _, *finite = row
+        _, loss_ok, _, total_ok, *finite = row
         if loss_ok:
             return "gradients"
         bad = [n for n, ok in zip(self.names[1:], finite, strict=True) if not ok]
-        return ", ".join(bad) or "loss (another rank)"
+        return ", ".join(bad) or ("loss (another rank)" if total_ok else "loss")
 
 
 def train(cfg, out_dir, *, resume=False, progress=True):
