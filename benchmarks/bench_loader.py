@@ -25,6 +25,7 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -35,28 +36,38 @@ BEGIN, END = "<!-- loader: begin (python -m benchmarks.bench_loader) -->", "<!--
 
 
 def per_sample(data, n):
-    """Median seconds per sample of each part of TrainFolder's item, over n samples."""
+    """Median seconds per sample of each part of TrainFolder's item, over n samples, on one
+    thread as in a DataLoader worker (and without thread contention on a loaded machine)."""
+    parts = {"decode": [], "resize": [], "to_tensor": [], "item": []}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for k in range(n):
+            for key, dt in zip(parts, time_item(data, k % len(data)), strict=True):
+                parts[key].append(dt)
+    finally:
+        torch.set_num_threads(threads)
+    return {k: statistics.median(v) for k, v in parts.items()}
+
+
+def time_item(data, index):
+    """Seconds of (decode, resize, to tensor, the whole item) of one sample."""
     from scdepth.data import transforms as T
     from scdepth.data.layout import read_image, read_pseudo_depth
 
-    parts = {"decode": [], "resize": [], "to_tensor": [], "item": []}
-    for k in range(n):
-        si, i = data.samples[k % len(data)]
-        scene, aug = data.scenes[si], data._augmentation(k % len(data))
-        t0 = time.perf_counter()
-        frames = [read_image(scene.frames[i + s]) for s in [0, *data.shifts]]
-        pseudo = read_pseudo_depth(scene.pseudo[i])
-        t1 = time.perf_counter()
-        out = [T.apply(f, data.image_size, aug) for f in frames]
-        out.append(T.apply(pseudo, data.image_size, aug, nearest=True))
-        t2 = time.perf_counter()
-        [T.to_tensor(f) for f in out[:-1]]
-        t3 = time.perf_counter()
-        data[k % len(data)]
-        t4 = time.perf_counter()
-        for key, dt in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
-            parts[key].append(dt)
-    return {k: statistics.median(v) for k, v in parts.items()}
+    si, i = data.samples[index]
+    scene, aug = data.scenes[si], data._augmentation(index)
+    t0 = time.perf_counter()
+    frames = [read_image(scene.frames[i + s]) for s in [0, *data.shifts]]
+    pseudo = read_pseudo_depth(scene.pseudo[i])
+    t1 = time.perf_counter()
+    out = [T.apply(f, data.image_size, aug) for f in frames]
+    T.apply(pseudo, data.image_size, aug, nearest=True)
+    t2 = time.perf_counter()
+    [T.to_tensor(f) for f in out]
+    t3 = time.perf_counter()
+    data[index]
+    return t1 - t0, t2 - t1, t3 - t2, time.perf_counter() - t3
 
 
 def loader_rate(data, cfg, workers, batches):
@@ -64,6 +75,7 @@ def loader_rate(data, cfg, workers, batches):
     from scdepth import train
 
     cfg.num_workers = workers
+    warnings.filterwarnings("ignore", message="This DataLoader will create")  # > cores: meant
     it = iter(train.make_loader(data, cfg, 0, 0, torch.device("cpu")))
     t0 = time.perf_counter()
     next(it)
