@@ -6,6 +6,7 @@ NCCL is used on GPUs, gloo on the CPU. Rank 0 alone logs, validates and writes c
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as td
@@ -16,6 +17,7 @@ class Dist:
     rank: int
     world_size: int
     device: torch.device
+    host_group: Any = None  # gloo group for flags the host holds (None: the default group)
 
     @property
     def is_main(self):
@@ -38,8 +40,13 @@ class Dist:
             torch.cuda.set_device(local)
         if not td.is_initialized():
             td.init_process_group("nccl" if cuda else "gloo")
+        # host flags go through gloo on the CPU: over NCCL they would wait for the GPU
+        host = td.new_group(backend="gloo") if cuda else None
         return Dist(
-            td.get_rank(), td.get_world_size(), torch.device(f"cuda:{local}" if cuda else "cpu")
+            td.get_rank(),
+            td.get_world_size(),
+            torch.device(f"cuda:{local}" if cuda else "cpu"),
+            host,
         )
 
     def wrap(self, module):
@@ -50,12 +57,18 @@ class Dist:
         return torch.nn.parallel.DistributedDataParallel(module, device_ids=ids)
 
     def all_true(self, flag):
-        """True on every rank when flag is true on every rank."""
+        """True on every rank when the host's flag is true on every rank (a CPU all-reduce:
+        it waits for the other ranks, never for a GPU)."""
         if not self.active:
             return bool(flag)
-        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
-        td.all_reduce(t, op=td.ReduceOp.MIN)
+        t = torch.tensor([1.0 if flag else 0.0])
+        td.all_reduce(t, op=td.ReduceOp.MIN, group=self.host_group)
         return bool(t.item() > 0)
+
+    def all_min_(self, t):
+        """t (on the device) := its minimum over the ranks, in place; nothing is read back."""
+        if self.active:
+            td.all_reduce(t, op=td.ReduceOp.MIN)
 
     def barrier(self):
         if self.active:

@@ -30,7 +30,7 @@ from .evaluate import evaluate_model, format_table
 from .models import DepthNet, PoseNet, RectifyNet
 from .models.encoder import PretrainedUnavailable
 from .ops import get_backend
-from .step import compute_losses
+from .step import compute_losses, prepare_compile
 from .validate import Validator
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -76,6 +76,55 @@ def epoch_batches(n_samples, cfg, epoch, start, rank=0):
     return idx[start:].tolist()
 
 
+class RunBatches(torch.utils.data.Sampler):
+    """Batch sampler of the run's one DataLoader: every batch from `first_step` to the end of
+    training, epoch after epoch (epoch_batches), each index paired with its epoch for
+    EpochItems. One iterator serves the whole run, so the workers start once and keep
+    decoding across epoch ends and during validation; a resume starts at the saved step and
+    replays the rest of the interrupted epoch's batches exactly."""
+
+    def __init__(self, n_samples, cfg, rank, first_step):
+        self.n, self.cfg, self.rank, self.first = n_samples, cfg, rank, first_step
+
+    def __len__(self):
+        return self.cfg.epochs * self.cfg.epoch_size - self.first
+
+    def __iter__(self):
+        step, total = self.first, self.cfg.epochs * self.cfg.epoch_size
+        while step < total:
+            epoch, start = divmod(step, self.cfg.epoch_size)
+            for batch in epoch_batches(self.n, self.cfg, epoch, start, self.rank):
+                yield [(epoch, i) for i in batch]
+            step = (epoch + 1) * self.cfg.epoch_size
+
+
+class EpochItems(torch.utils.data.Dataset):
+    """A TrainFolder indexed by (epoch, index): whichever process loads an item sets the
+    augmentation epoch of its own copy first (a set_epoch in the main process would not reach
+    workers that live across epochs)."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def __len__(self):
+        return len(self.data)
+
+    def __getitem__(self, key):
+        epoch, index = key
+        self.data.set_epoch(epoch)
+        return self.data[index]
+
+
+def make_loader(train_set, cfg, rank, first_step, device):
+    """The run's DataLoader (iterate it once): RunBatches over EpochItems."""
+    return torch.utils.data.DataLoader(
+        EpochItems(train_set),
+        batch_sampler=RunBatches(len(train_set), cfg, rank, first_step),
+        num_workers=cfg.num_workers,
+        pin_memory=device.type == "cuda",
+    )
+
+
 def to_device(batch, device):
     return {
         k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()
@@ -111,7 +160,9 @@ class Log:
 
 
 def build(cfg, device):
-    """DepthNet, PoseNet, RectifyNet (SC-DepthV2; else None) and one Adam over all of them."""
+    """DepthNet, PoseNet, RectifyNet (SC-DepthV2; else None) and one Adam over all of them.
+    Adam is the fused one: it takes a device flag (found_inf) that skips its whole step, so
+    a bad step is skipped without the host reading the flag."""
     imagenet = cfg.pretrained == "imagenet"
     depth_net = DepthNet(cfg.resnet_layers, pretrained=imagenet).to(device)
     pose_net = PoseNet(18, pretrained=imagenet).to(device)
@@ -119,12 +170,79 @@ def build(cfg, device):
     if cfg.method == "sc_depth_v2":
         rectify_net = RectifyNet(18, pretrained=imagenet).to(device)
     nets = [n for n in (depth_net, pose_net, rectify_net) if n is not None]
+    prepare_compile(cfg, *nets)  # compile: all (the losses follow cfg.compile themselves)
     params = [p for n in nets for p in n.parameters()]
-    return depth_net, pose_net, rectify_net, torch.optim.Adam(params, lr=cfg.lr)
+    return depth_net, pose_net, rectify_net, torch.optim.Adam(params, lr=cfg.lr, fused=True)
 
 
-def all_finite(tensors):
-    return bool(torch.stack([t.detach().abs().amax() for t in tensors]).isfinite().all())
+def finite_flags(total, params, dist):
+    """[2] float on the device: 1 where the loss is finite, and where all gradients are, on
+    every rank (one in-place all-reduce, nothing read back). The gradient check is the
+    fused kernel GradScaler uses (found_inf), here with a unit scale."""
+    grads = [p.grad for p in params if p.grad is not None]
+    found_inf = torch.zeros((), device=total.device)
+    torch._amp_foreach_non_finite_check_and_unscale_(grads, found_inf, torch.ones_like(found_inf))
+    flags = torch.stack([total.detach().isfinite().float(), 1 - found_inf])
+    dist.all_min_(flags)
+    return flags
+
+
+class StepStats:
+    """The loop's numbers, left on the device between two reads so that a step never waits
+    for the GPU: per step a row [taken, loss finite, gradients finite (these on every rank),
+    loss and each term finite on this rank] (taken: the optimiser stepped), and the loss terms
+    summed over the steps taken since the last log line. read() brings them to the host in
+    one transfer, the loop's only sync. Unreadable batches, known on the host, queue beside
+    the rows to keep the step order."""
+
+    def __init__(self):
+        self.names, self.rows = None, []
+        self.sum = self.count = self.last = None
+
+    def add(self, step, total, terms, flags):
+        values = torch.stack([total.detach(), *(v.detach() for v in terms.values())]).float()
+        self.names = ["loss", *terms]
+        taken = flags.amin()
+        kept = torch.where(taken > 0, values, 0)
+        self.sum = kept if self.sum is None else self.sum + kept
+        self.count = taken if self.count is None else self.count + taken
+        self.last = values
+        self.rows.append((step, torch.cat([taken[None], flags, values.isfinite().float()])))
+
+    def unreadable(self, step, reason):
+        self.rows.append((step, reason))
+
+    def read(self, mean=False):
+        """([(step, reason or the row as floats)] since the last read, and with `mean` the
+        terms' mean over the steps taken since the last mean read ({name: value}; the last
+        step's values when none was taken; None when no step computed losses))."""
+        with_mean = mean and self.last is not None
+        packed = [r for _, r in self.rows if torch.is_tensor(r)]
+        if with_mean:
+            packed += [self.sum, self.count[None], self.last]
+        flat = torch.cat(packed).tolist() if packed else []
+        events, at = [], 0
+        for step, row in self.rows:
+            if torch.is_tensor(row):
+                row, at = flat[at : at + len(row)], at + len(row)
+            events.append((step, row))
+        self.rows, values = [], None
+        if with_mean:
+            n = len(self.names)
+            total, count, last = flat[at : at + n], flat[at + n], flat[at + n + 1 :]
+            values = dict(
+                zip(self.names, [v / count for v in total] if count else last, strict=True)
+            )
+            self.sum = self.count = self.last = None
+        return events, values
+
+    def cause(self, row):
+        """What was not finite in a step's row: the loss terms, or the gradients."""
+        _, loss_ok, _, total_ok, *finite = row
+        if loss_ok:
+            return "gradients"
+        bad = [n for n, ok in zip(self.names[1:], finite, strict=True) if not ok]
+        return ", ".join(bad) or ("loss (another rank)" if total_ok else "loss")
 
 
 def train(cfg, out_dir, *, resume=False, progress=True):
@@ -134,7 +252,7 @@ def train(cfg, out_dir, *, resume=False, progress=True):
     before_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     set_deterministic(cfg.deterministic, dist.device)
     try:
-        return _train(cfg, Path(out_dir), dist, resume, progress and dist.is_main)
+        return Trainer(cfg, Path(out_dir), dist, resume, progress and dist.is_main).run()
     finally:
         torch.use_deterministic_algorithms(before, warn_only=before_warn)
         dist.close()
@@ -150,192 +268,257 @@ def set_deterministic(on, device):
     torch.use_deterministic_algorithms(on, warn_only=device.type == "cuda")
 
 
-def _train(cfg, out, dist, resume, progress):
-    last, best_path = out / "last.pt", out / "best.pt"
-    if dist.is_main:
-        checkpoint.check_writable(out)
-        checkpoint.remove_stale_temporaries(out)
-        if last.exists() and not resume:
-            raise TrainingError(
-                f"{last} exists: pass --resume to continue it, or choose another --out "
-                "(nothing is overwritten)"
-            )
-    dist.barrier()
-    state = checkpoint.load(last) if resume and last.exists() else None
-    if state is not None:
-        saved = config.from_dict(state["config"])
-        saved.epochs = cfg.epochs  # the one setting a resume may change: train longer
-        cfg = saved.validate()
-    device = dist.device
-    torch.manual_seed(cfg.seed)
-    if dist.is_main:
-        ensure_dataset(cfg, progress)
-    dist.barrier()
-    train_set = TrainFolder(
-        cfg.data_root,
-        image_size=cfg.image_size,
-        sequence_length=cfg.sequence_length,
-        skip_frames=cfg.skip_frames,
-        use_pseudo_depth=cfg.uses_pseudo_depth(),  # V3's refinements only; checked here
-        seed=cfg.seed,
-    )
-    validator = Validator(cfg) if dist.is_main else None
-    ops = get_backend(cfg.backend)
-    depth_net, pose_net, rectify_net, optim = build(cfg, device)
-    amp_dtype = AMP_DTYPES[cfg.amp]
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
-    step, best, history = 0, math.inf, {}
-    skipped = {"unreadable": 0, "non_finite": 0}
-    if state is not None:
-        depth_net.load_state_dict(state["depth_net"])
-        pose_net.load_state_dict(state["pose_net"])
-        if rectify_net is not None:
-            if "rectify_net" not in state:
-                raise checkpoint.CheckpointError(f"{last}: sc_depth_v2 run without rectify_net")
-            rectify_net.load_state_dict(state["rectify_net"])
-        optim.load_state_dict(state["optimizer"])
-        step, best, skipped = state["step"], state["best"], dict(state["skipped"])
-        history = {k: [tuple(p) for p in v] for k, v in state["history"].items()}
-        if dist.is_main:
-            print(f"resuming {last} at step {step}", file=sys.stderr)
-    depth_ddp, pose_ddp = dist.wrap(depth_net), dist.wrap(pose_net)
-    rectify_ddp = dist.wrap(rectify_net) if rectify_net is not None else None
-    log = None
-    if dist.is_main:
-        (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(cfg), sort_keys=False))
-        log = Log(out, history)
-    total_steps = cfg.epochs * cfg.epoch_size
-    bad_in_a_row = 0
+class Trainer:
+    """SC-Depth's training loop. Each step: depth and pose of the batch's frames, the
+    method's losses, backward, and an Adam step unless the loss or a gradient is not finite
+    (then the step is skipped: weights and Adam's state stay as they were). After each epoch:
+    validation, last.pt and best.pt. run() is the whole; epoch(), train_step(), sync(),
+    validate() and save() its parts.
 
-    def save(path):
+    No step reads the device: the skip decision stays on it (finite_flags, fused Adam's
+    found_inf) and the numbers wait in StepStats until sync() at a log step, a checkpoint
+    save or an epoch's end. So max_bad_steps consecutive bad steps are noticed up to
+    log_every - 1 steps late (steps after the streak are taken or skipped as usual, and no
+    checkpoint is written before the notice)."""
+
+    def __init__(self, cfg, out, dist, resume, progress):
+        self.out, self.dist, self.progress = out, dist, progress
+        self.last, self.best_path = out / "last.pt", out / "best.pt"
+        state = self._prepare_output(resume)
+        if state is not None:
+            saved = config.from_dict(state["config"])
+            saved.epochs = cfg.epochs  # the one setting a resume may change: train longer
+            cfg = saved.validate()
+        self.cfg, self.device = cfg, dist.device
+        torch.manual_seed(cfg.seed)
+        if dist.is_main:
+            ensure_dataset(cfg, progress)
+        dist.barrier()
+        self.train_set = TrainFolder(
+            cfg.data_root,
+            image_size=cfg.image_size,
+            sequence_length=cfg.sequence_length,
+            skip_frames=cfg.skip_frames,
+            use_pseudo_depth=cfg.uses_pseudo_depth(),  # V3's refinements only; checked here
+            seed=cfg.seed,
+        )
+        self.validator = Validator(cfg) if dist.is_main else None
+        self.ops = get_backend(cfg.backend)
+        self.depth_net, self.pose_net, self.rectify_net, self.optim = build(cfg, self.device)
+        self.amp_dtype = AMP_DTYPES[cfg.amp]
+        self.scaler = torch.amp.GradScaler(
+            self.device.type, enabled=self.amp_dtype is torch.float16
+        )
+        self.step, self.best, self.history = 0, math.inf, {}
+        self.skipped = {"unreadable": 0, "non_finite": 0}
+        self.bad_in_a_row, self.total_steps = 0, cfg.epochs * cfg.epoch_size
+        if state is not None:
+            self._restore(state)
+        self.depth_ddp, self.pose_ddp = dist.wrap(self.depth_net), dist.wrap(self.pose_net)
+        self.rectify_ddp = dist.wrap(self.rectify_net) if self.rectify_net is not None else None
+        self.stats, self.log, self.bar = StepStats(), None, None
+        if dist.is_main:
+            (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(cfg), sort_keys=False))
+            self.log = Log(out, self.history)
+
+    def _prepare_output(self, resume):
+        """Checks the output folder (rank 0) and returns last.pt's state when resuming."""
+        if self.dist.is_main:
+            checkpoint.check_writable(self.out)
+            checkpoint.remove_stale_temporaries(self.out)
+            if self.last.exists() and not resume:
+                raise TrainingError(
+                    f"{self.last} exists: pass --resume to continue it, or choose another "
+                    "--out (nothing is overwritten)"
+                )
+        self.dist.barrier()
+        return checkpoint.load(self.last) if resume and self.last.exists() else None
+
+    def _restore(self, state):
+        self.depth_net.load_state_dict(state["depth_net"])
+        self.pose_net.load_state_dict(state["pose_net"])
+        if self.rectify_net is not None:
+            if "rectify_net" not in state:
+                raise checkpoint.CheckpointError(
+                    f"{self.last}: sc_depth_v2 run without rectify_net"
+                )
+            self.rectify_net.load_state_dict(state["rectify_net"])
+        self.optim.load_state_dict(state["optimizer"])
+        self.step, self.best, self.skipped = state["step"], state["best"], dict(state["skipped"])
+        self.history.update({k: [tuple(p) for p in v] for k, v in state["history"].items()})
+        if self.dist.is_main:
+            print(f"resuming {self.last} at step {self.step}", file=sys.stderr)
+
+    def run(self):
+        """Every remaining epoch, then the final evaluation (rank 0). Returns a Run."""
+        self.bar = tqdm(
+            total=self.total_steps,
+            initial=self.step,
+            desc=f"scdepth-train {self.cfg.method}",
+            unit="step",
+            disable=not self.progress,
+            dynamic_ncols=True,
+        )
+        loader = make_loader(self.train_set, self.cfg, self.dist.rank, self.step, self.device)
+        batches = iter(loader)
+        try:
+            while self.step < self.total_steps:
+                self.epoch(batches)
+        finally:
+            del batches  # stops the loader's workers
+            self.bar.close()
+            if self.log is not None:
+                self.log.close()
+        return self.finish()
+
+    def epoch(self, batches):
+        """The current epoch's remaining steps, then validation and checkpoints."""
+        cfg = self.cfg
+        epoch = self.step // cfg.epoch_size
+        t0, first = time.perf_counter(), self.step
+        while self.step < (epoch + 1) * cfg.epoch_size:
+            batch = self.next_batch(batches)
+            if batch is not None:
+                self.train_step(batch)
+            self.step += 1
+            self.bar.update()
+            if self.step % cfg.log_every == 0 or self.step == self.total_steps:
+                self.sync(rate=(self.step - first) / (time.perf_counter() - t0))
+            if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                self.sync()  # a streak of bad steps stops the run before it is saved
+                if self.dist.is_main:
+                    self.save(self.last)
+        self.sync()
+        if self.dist.is_main:
+            self.validate(epoch)
+        self.dist.barrier()
+
+    def next_batch(self, batches):
+        """The next batch on the device; None (the step is skipped and counted) when a frame
+        of it, on any rank, could not be read. Every rank skips such a step: DDP needs all."""
+        try:
+            batch, why = to_device(next(batches), self.device), None
+        except UnreadableFrame as e:  # a frame went missing mid-run
+            batch, why = None, str(e)
+        if self.dist.all_true(batch is not None):
+            return batch
+        self.stats.unreadable(self.step, why or "another rank's frame was unreadable")
+        return None
+
+    def train_step(self, batch):
+        """One optimisation step on the device, without reading anything back."""
+        total, terms, _ = compute_losses(
+            self.depth_ddp,
+            self.pose_ddp,
+            batch,
+            self.cfg,
+            self.ops,
+            self.dist.rank * 10_000_019 + self.step,
+            amp_dtype=self.amp_dtype,
+            rectify_net=self.rectify_ddp,
+        )
+        self.optim.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()  # DDP averages the gradients here
+        self.scaler.unscale_(self.optim)
+        params = [p for g in self.optim.param_groups for p in g["params"]]
+        flags = finite_flags(total, params, self.dist)
+        self.optim.found_inf = 1 - flags.amin()  # 1: fused Adam leaves weights and state
+        try:
+            self.optim.step()
+        finally:
+            del self.optim.found_inf
+        self.scaler.update()  # fp16: backs the scale off after an overflow
+        self.stats.add(self.step, total, terms, flags)
+
+    def sync(self, rate=None):
+        """Reads StepStats (the loop's one host sync): logs the queued skips, counts bad
+        steps in a row (TrainingError at max_bad_steps), and with `rate` (a log step) writes
+        the train line: the mean of each term over the steps taken since the last one."""
+        events, values = self.stats.read(mean=rate is not None)
+        for step, event in events:
+            if isinstance(event, str):
+                self.note_skip("unreadable", step, event)
+            elif event[0]:
+                self.bad_in_a_row = 0
+            else:
+                cause = self.stats.cause(event)
+                self.note_skip("non_finite", step, f"non-finite {cause}")
+                self.bad_in_a_row += 1
+                if self.bad_in_a_row >= self.cfg.max_bad_steps:
+                    raise TrainingError(
+                        f"{self.bad_in_a_row} consecutive steps had non-finite {cause}; "
+                        f"stopping at step {step} (the last checkpoint is intact)"
+                    )
+        if values is not None and self.log is not None:
+            self.log.write("train", self.step, values)
+            self.bar.set_postfix(
+                loss=f"{values['loss']:.4f}", photo=f"{values['photo']:.4f}", it_s=f"{rate:.2f}"
+            )
+
+    def note_skip(self, kind, step, reason):
+        self.skipped[kind] += 1
+        if self.log is not None:
+            self.log.write("skip", step, {"reason": reason})
+
+    def validate(self, epoch):
+        """Rank 0 after each epoch: val metrics and sheet, then last.pt and best.pt."""
+        nets = (self.depth_net, self.pose_net, self.rectify_net)
+        metrics = self.validator(nets[0], nets[1], self.ops, self.device, nets[2])
+        if metrics:
+            self.log.write("val", self.step, metrics)
+            self.bar.write(
+                f"epoch {epoch}: " + " ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+            )
+        sheet = self.validator.sheet(self.depth_net, self.device, self.rectify_net, self.ops)
+        if sheet is not None:
+            (self.out / "sheets").mkdir(exist_ok=True)
+            cv2.imwrite(str(self.out / "sheets" / f"epoch_{epoch:03d}.png"), sheet)
+        score = metrics.get("abs_rel", metrics.get("photo", math.nan))
+        improved = math.isfinite(score) and score < self.best
+        self.best = score if improved else self.best
+        self.save(self.last)
+        best_missing = not self.best_path.exists()
+        if (improved or best_missing) and not checkpoint.link(self.last, self.best_path):
+            self.save(self.best_path)
+
+    def save(self, path):
+        nets = {"depth_net": self.depth_net, "pose_net": self.pose_net}
+        if self.rectify_net is not None:
+            nets["rectify_net"] = self.rectify_net
         checkpoint.save(
             {
-                "config": config.to_dict(cfg),
-                "step": step,
-                "best": best,
-                "depth_net": depth_net.state_dict(),
-                "pose_net": pose_net.state_dict(),
-                **({"rectify_net": rectify_net.state_dict()} if rectify_net is not None else {}),
-                "optimizer": optim.state_dict(),
-                "history": {k: [list(p) for p in v] for k, v in history.items()},
-                "skipped": skipped,
-                "world_size": dist.world_size,
+                "config": config.to_dict(self.cfg),
+                "step": self.step,
+                "best": self.best,
+                **{k: n.state_dict() for k, n in nets.items()},
+                "optimizer": self.optim.state_dict(),
+                "history": {k: [list(p) for p in v] for k, v in self.history.items()},
+                "skipped": self.skipped,
+                "world_size": self.dist.world_size,
             },
             path,
         )
 
-    def note_skip(kind, reason):
-        skipped[kind] += 1
-        if log is not None:
-            log.write("skip", step, {"reason": reason})
-
-    bar = tqdm(
-        total=total_steps,
-        initial=step,
-        desc=f"scdepth-train {cfg.method}",
-        unit="step",
-        disable=not progress,
-        dynamic_ncols=True,
-    )
-    try:
-        while step < total_steps:
-            epoch, start = divmod(step, cfg.epoch_size)
-            train_set.set_epoch(epoch)
-            batches = epoch_batches(len(train_set), cfg, epoch, start, dist.rank)
-            loader = torch.utils.data.DataLoader(
-                train_set,
-                batch_sampler=batches,
-                num_workers=cfg.num_workers,
-                pin_memory=device.type == "cuda",
+    def finish(self):
+        """Rank 0: the curves, the skip count, the test split's and the poses' evaluation."""
+        results, pose = {}, {}
+        if self.dist.is_main:
+            plots.save_curves(self.history, self.out / "curves.png", epoch_size=self.cfg.epoch_size)
+            if any(self.skipped.values()):
+                print(f"skipped steps: {self.skipped}", file=sys.stderr)
+            results = final_evaluation(
+                self.cfg, self.best_path, self.out, self.device, self.progress
             )
-            it, t0, first = iter(loader), time.perf_counter(), step
-            for _ in batches:
-                try:
-                    batch, why = to_device(next(it), device), None
-                except UnreadableFrame as e:  # a frame went missing mid-run: skip and count
-                    batch, why = None, str(e)
-                # Every rank skips a step that any rank cannot take (DDP needs all of them).
-                if not dist.all_true(batch is not None):
-                    note_skip("unreadable", why or "another rank's frame was unreadable")
-                else:
-                    total, terms, _ = compute_losses(
-                        depth_ddp,
-                        pose_ddp,
-                        batch,
-                        cfg,
-                        ops,
-                        dist.rank * 10_000_019 + step,
-                        amp_dtype=amp_dtype,
-                        rectify_net=rectify_ddp,
-                    )
-                    values = {k: v.detach().item() for k, v in terms.items()}
-                    optim.zero_grad(set_to_none=True)
-                    loss_value = total.detach().item()
-                    ok = dist.all_true(math.isfinite(loss_value))
-                    cause = ", ".join(k for k, v in values.items() if not math.isfinite(v))
-                    if ok:
-                        scaler.scale(total).backward()  # DDP averages the gradients here
-                        scaler.unscale_(optim)
-                        ok = all_finite(
-                            [p.grad for p in optim.param_groups[0]["params"] if p.grad is not None]
-                        )
-                        cause = "gradients"
-                    if ok:
-                        scaler.step(optim)
-                        scaler.update()
-                        bad_in_a_row = 0
-                    else:
-                        note_skip("non_finite", f"non-finite {cause or 'loss (another rank)'}")
-                        bad_in_a_row += 1
-                        if bad_in_a_row >= cfg.max_bad_steps:
-                            raise TrainingError(
-                                f"{bad_in_a_row} consecutive steps had non-finite {cause}; "
-                                f"stopping at step {step} (the last checkpoint is intact)"
-                            )
-                    if log is not None and (
-                        (step + 1) % cfg.log_every == 0 or step + 1 == total_steps
-                    ):
-                        rate = (step + 1 - first) / (time.perf_counter() - t0)
-                        log.write("train", step + 1, {"loss": loss_value, **values})
-                        bar.set_postfix(
-                            loss=f"{loss_value:.4f}",
-                            photo=f"{values['photo']:.4f}",
-                            it_s=f"{rate:.2f}",
-                        )
-                step += 1
-                bar.update()
-                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and dist.is_main:
-                    save(last)
-            if dist.is_main:
-                metrics = validator(depth_net, pose_net, ops, device, rectify_net)
-                if metrics:
-                    log.write("val", step, metrics)
-                    bar.write(
-                        f"epoch {epoch}: " + " ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-                    )
-                sheet = validator.sheet(depth_net, device, rectify_net, ops)
-                if sheet is not None:
-                    (out / "sheets").mkdir(exist_ok=True)
-                    cv2.imwrite(str(out / "sheets" / f"epoch_{epoch:03d}.png"), sheet)
-                score = metrics.get("abs_rel", metrics.get("photo", math.nan))
-                improved = math.isfinite(score) and score < best
-                best = score if improved else best
-                save(last)
-                if (improved or not best_path.exists()) and not checkpoint.link(last, best_path):
-                    save(best_path)
-            dist.barrier()
-    finally:
-        bar.close()
-        if log is not None:
-            log.close()
-    results, pose = {}, {}
-    if dist.is_main:
-        plots.save_curves(history, out / "curves.png", epoch_size=cfg.epoch_size)
-        if any(skipped.values()):
-            print(f"skipped steps: {skipped}", file=sys.stderr)
-        results = final_evaluation(cfg, best_path, out, device, progress)
-        pose = pose_eval.final_pose_evaluation(best_path, cfg, out, device)
-    return Run(depth_net, pose_net, step, skipped, results, pose, rectify_net)
+            pose = pose_eval.final_pose_evaluation(self.best_path, self.cfg, self.out, self.device)
+        return Run(
+            self.depth_net,
+            self.pose_net,
+            self.step,
+            self.skipped,
+            results,
+            pose,
+            self.rectify_net,
+        )
 
 
 def final_evaluation(cfg, best_path, out, device, progress):

@@ -266,3 +266,117 @@ def test_pose_metrics_logged_per_epoch_and_in_the_final_evaluation(
     saved = json.loads((out / "pose/pose_metrics.json").read_text())
     assert saved["methods"]["posenet"]["overall"] == pose
     assert (out / "pose/val_00/posenet.tum.txt").is_file()
+
+
+HOST_READS = ("item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int__", "__index__")
+
+
+def test_steps_between_log_steps_read_nothing_back(tiny_synthetic, tmp_path, monkeypatch):
+    """The loop's part of a step (batch to the device, backward, the non-finite guard, Adam,
+    the bookkeeping) calls none of the tensor methods that wait for a GPU; only sync() at a
+    log step (or a checkpoint save, or an epoch's end) reads. compute_losses is left out: its
+    own input checks (scdepth.ops) read K. The train lines hold the mean of their window."""
+    reads, counting, losses = [], [False], []
+    for name in HOST_READS:
+        real = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _real=real, _name=name, **kwargs):
+            if counting[0]:
+                reads.append(_name)
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+
+    def only_in(fn, on):
+        def wrapped(*args, **kwargs):
+            before, counting[0] = counting[0], on
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                counting[0] = before
+
+        return wrapped
+
+    real_losses = train.compute_losses
+
+    def recorded(*args, **kwargs):
+        total, terms, depth = real_losses(*args, **kwargs)
+        losses.append(total.detach().item())
+        return total, terms, depth
+
+    monkeypatch.setattr(train, "compute_losses", only_in(recorded, False))
+    # the loader's own work (sampler, decoding, collate) is host work on host tensors
+    monkeypatch.setattr(train, "to_device", only_in(train.to_device, True))
+    monkeypatch.setattr(train.Trainer, "train_step", only_in(train.Trainer.train_step, True))
+    in_sync = []
+    real_sync = train.Trainer.sync
+
+    def sync(self, *args, **kwargs):
+        counting[0], n = True, len(reads)
+        try:
+            return real_sync(self, *args, **kwargs)
+        finally:
+            counting[0] = False
+            in_sync.append(len(reads) - n)
+            del reads[n:]
+
+    monkeypatch.setattr(train.Trainer, "sync", sync)
+    loaders = []
+    real_loader = train.make_loader
+    monkeypatch.setattr(train, "make_loader", lambda *a: loaders.append(a) or real_loader(*a))
+    cfg = tiny_config(tiny_synthetic, epochs=2, epoch_size=4, log_every=2)
+    run = train.train(cfg, tmp_path / "run", progress=False)
+    assert run.step == 8 and len(losses) == 8 and len(loaders) == 1  # one loader for the run
+    assert reads == []
+    assert in_sync and sum(in_sync) >= 4  # the counter sees the reads where they are made
+    lines = [json.loads(x) for x in (tmp_path / "run/log.jsonl").read_text().splitlines()]
+    logged = [(x["step"], x["loss"]) for x in lines if x["kind"] == "train"]
+    assert [s for s, _ in logged] == [2, 4, 6, 8]
+    for step, loss in logged:
+        assert loss == pytest.approx(sum(losses[step - 2 : step]) / 2, rel=1e-5)
+
+
+def test_a_skipped_step_leaves_weights_and_adam_untouched(tiny_synthetic, tmp_path, monkeypatch):
+    """A non-finite step 1 of 2 ends where one good step ends: same weights, Adam moments and
+    step count (BatchNorm's running statistics did see the bad step's forward pass)."""
+    real = train.compute_losses
+
+    def second_step_poisoned(*args, **kwargs):
+        total, terms, depth = real(*args, **kwargs)
+        return (total * float("nan") if args[5] == 1 else total), terms, depth
+
+    one = train.train(
+        tiny_config(tiny_synthetic, epochs=1, epoch_size=1), tmp_path / "a", progress=False
+    )
+    monkeypatch.setattr(train, "compute_losses", second_step_poisoned)
+    cfg = tiny_config(tiny_synthetic, epochs=1, epoch_size=2)
+    two = train.train(cfg, tmp_path / "b", progress=False)
+    assert two.skipped == {"unreadable": 0, "non_finite": 1}
+    for net in ("depth_net", "pose_net"):
+        a, b = (dict(getattr(r, net).named_parameters()) for r in (one, two))
+        assert all(torch.equal(a[k], b[k]) for k in a), net
+    adam = [checkpoint.load(tmp_path / name / "last.pt")["optimizer"] for name in ("a", "b")]
+    assert adam[0]["state"].keys() == adam[1]["state"].keys()
+    for p, state in adam[0]["state"].items():
+        assert state["step"].item() == 1
+        for k in ("step", "exp_avg", "exp_avg_sq"):
+            assert torch.equal(state[k], adam[1]["state"][p][k]), (p, k)
+
+
+def test_a_streak_of_bad_steps_is_noticed_by_the_next_log_step(
+    tiny_synthetic, tmp_path, monkeypatch
+):
+    real = train.compute_losses
+
+    def poisoned(*args, **kwargs):
+        total, terms, depth = real(*args, **kwargs)
+        return total * float("nan"), terms, depth
+
+    monkeypatch.setattr(train, "compute_losses", poisoned)
+    out = tmp_path / "run"
+    cfg = tiny_config(tiny_synthetic, epochs=1, epoch_size=4, log_every=4, max_bad_steps=2)
+    with pytest.raises(train.TrainingError, match="2 consecutive steps had non-finite loss"):
+        train.train(cfg, out, progress=False)
+    lines = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    assert [(x["kind"], x["step"]) for x in lines] == [("skip", 0), ("skip", 1)]
+    assert not (out / "last.pt").exists()  # noticed before anything was saved
