@@ -46,34 +46,12 @@ def imports(data: Path, root: Path) -> dict:
         data / "kitti_odometry",
         data / "tum_fr1_desk_9frames",
     )
+    rs_raw = dict(source=rs, fx=REALSENSE_FX, depth_scale=1000.0)
     jobs = {
-        "realsense": [
-            dict(
-                source=rs,
-                scene="office",
-                split="train",
-                frames="0:96",
-                fx=REALSENSE_FX,
-                depth_scale=1000.0,
-                image_size=(192, 256),
-            ),
-            dict(
-                source=rs,
-                scene="office_val",
-                split="val",
-                frames="0:96:8",
-                fx=REALSENSE_FX,
-                depth_scale=1000.0,
-                image_size=(192, 256),
-            ),
-            dict(
-                source=rs,
-                scene="office",
-                split="test",
-                frames="96:120",
-                fx=REALSENSE_FX,
-                depth_scale=1000.0,
-            ),
+        "realsense": [  # depth in mm, no calibration: fx guessed (REALSENSE_FX)
+            dict(rs_raw, scene="office", split="train", frames="0:96", image_size=(192, 256)),
+            dict(rs_raw, scene="office_val", split="val", frames="0:96:8", image_size=(192, 256)),
+            dict(rs_raw, scene="office", split="test", frames="96:120"),
         ],
         "kitti": [
             dict(source=kitti, scene="90", split="train", sequence="90", image_size=(128, 416)),
