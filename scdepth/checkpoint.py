@@ -104,3 +104,15 @@ def load(path, map_location="cpu"):
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path} is not a scdepth checkpoint ({FORMAT})")
     return state
+
+
+def load_weights(net, state, key, path):
+    """net with the weights state[key] of checkpoint `path`; CheckpointError when the
+    checkpoint has none or they do not fit (another architecture)."""
+    if key not in state:
+        raise CheckpointError(f"checkpoint {path} holds no {key} (written by scdepth-train?)")
+    try:
+        net.load_state_dict(state[key])
+    except RuntimeError as e:
+        raise CheckpointError(f"checkpoint {path}: {key} does not fit the network ({e})") from None
+    return net

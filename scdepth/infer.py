@@ -42,12 +42,7 @@ def load_depth_model(path, device="cpu"):
         raise checkpoint.CheckpointError(f"checkpoint {path} holds no depth network")
     cfg = from_dict(state["config"])
     net = DepthNet(cfg.resnet_layers, pretrained=False)
-    try:
-        net.load_state_dict(state["depth_net"])
-    except RuntimeError as e:
-        raise checkpoint.CheckpointError(
-            f"checkpoint {path}: depth network mismatch ({e})"
-        ) from None
+    net = checkpoint.load_weights(net, state, "depth_net", path)
     return net.to(device).eval(), tuple(cfg.image_size)
 
 

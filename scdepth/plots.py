@@ -1,4 +1,5 @@
-"""Plots drawn with matplotlib (the optional extra ``plot``): training curves.
+"""Plots drawn with matplotlib (the optional extra ``plot``): training curves here, and the
+guard that every plot (also trajectory.plot_top_view) imports matplotlib through.
 
 matplotlib is imported lazily and only its object-oriented API is used (no pyplot state), so
 plotting works headless and in worker processes. Without it the plots are skipped with a
@@ -11,7 +12,7 @@ import math
 import sys
 from pathlib import Path
 
-INSTALL_HINT = "pip install matplotlib (or: pip install --no-build-isolation -e '.[plot]')"
+INSTALL_HINT = "pip install matplotlib, or pip install --no-build-isolation -e '.[plot]'"
 
 
 def figure_class(what: str):

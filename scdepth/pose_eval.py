@@ -133,14 +133,11 @@ def load_pose_model(path, device="cpu"):
             "a checkpoint written by scdepth-train"
         )
     cfg = from_dict(state["config"])
-    net = PoseNet(18, pretrained=False)
-    net.load_state_dict(state["pose_net"])
+    net = checkpoint.load_weights(PoseNet(18, pretrained=False), state, "pose_net", path)
     rectify_net = None
     if cfg.method == "sc_depth_v2":
-        if "rectify_net" not in state:
-            raise checkpoint.CheckpointError(f"checkpoint {path}: sc_depth_v2 without rectify_net")
         rectify_net = RectifyNet(18, pretrained=False)
-        rectify_net.load_state_dict(state["rectify_net"])
+        rectify_net = checkpoint.load_weights(rectify_net, state, "rectify_net", path)
         rectify_net = rectify_net.to(device).eval()
     return net.to(device).eval(), tuple(cfg.image_size), rectify_net
 
@@ -365,8 +362,6 @@ def _write(out: Path, results, scenes, per) -> None:
                     "predictions Sim(3)-aligned to the GT"
                 )
                 plots = tj.plot_top_view(d / "trajectory.png", s.gt, labelled, title)
-                if not plots:
-                    print(f"scdepth-eval: {tj.PLOT_HINT}; skipping the plots", file=sys.stderr)
         if out.exists():  # empty, or --overwrite: the old one goes only once the new is whole
             old = out.parent / f".{out.name}.old-{os.getpid()}"
             out.rename(old)

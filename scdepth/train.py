@@ -335,14 +335,9 @@ class Trainer:
         return checkpoint.load(self.last) if resume and self.last.exists() else None
 
     def _restore(self, state):
-        self.depth_net.load_state_dict(state["depth_net"])
-        self.pose_net.load_state_dict(state["pose_net"])
-        if self.rectify_net is not None:
-            if "rectify_net" not in state:
-                raise checkpoint.CheckpointError(
-                    f"{self.last}: sc_depth_v2 run without rectify_net"
-                )
-            self.rectify_net.load_state_dict(state["rectify_net"])
+        for key in ("depth_net", "pose_net", "rectify_net"):
+            if getattr(self, key) is not None:
+                checkpoint.load_weights(getattr(self, key), state, key, self.last)
         self.optim.load_state_dict(state["optimizer"])
         self.step, self.best, self.skipped = state["step"], state["best"], dict(state["skipped"])
         self.history.update({k: [tuple(p) for p in v] for k, v in state["history"].items()})

@@ -15,13 +15,13 @@ import numpy as np
 
 from .data.layout import DatasetError
 from .data.poses import check_rigid, to_homogeneous
+from .plots import figure_class
 
 # KITTI odometry devkit: segments of 100..800 m, a segment starting every 10 frames.
 KITTI_LENGTHS = (100, 200, 300, 400, 500, 600, 700, 800)
 # Our shorter set for excerpts without a 100 m segment (e.g. 51 KITTI frames, ~60 m).
 SHORT_LENGTHS = (10, 20, 30, 40, 50)
 KITTI_STEP = 10
-PLOT_HINT = "trajectory plots need matplotlib: pip install -e '.[plot]'"
 
 
 @dataclass
@@ -256,11 +256,10 @@ def top_view_axes(gt: np.ndarray) -> tuple[int, int]:
 
 def plot_top_view(path, gt, preds: dict, title: str) -> bool:
     """PNG of the GT and the aligned predicted trajectories ({label: poses [N, 4, 4]}) seen
-    from above, in metres, start and end marked. False (and nothing written) without
-    matplotlib."""
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
+    from above, in metres, start and end marked. False (and nothing written, after saying
+    so once) without matplotlib."""
+    Figure = figure_class("trajectory plots")
+    if Figure is None:
         return False
     gt = to_homogeneous(gt)
     a, b = top_view_axes(gt)

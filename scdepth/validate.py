@@ -22,11 +22,9 @@ class Validator:
         if not scenes.is_file() or not scenes.read_text().strip():
             return  # no validation split: best.pt follows last.pt
         self.pose_scenes = pose_eval.val_pose_scenes(cfg.data_root)  # [] without poses.txt
-        try:
-            self.folder = ValFolder(cfg.data_root, image_size=cfg.image_size, dataset=cfg.dataset)
-            self.mode = "depth"
-        except DatasetError:
-            self.folder = TrainFolder(
+
+        def sequences():  # the val scenes as (target, references), unaugmented
+            return TrainFolder(
                 cfg.data_root,
                 image_size=cfg.image_size,
                 split="val",
@@ -35,17 +33,14 @@ class Validator:
                 use_pseudo_depth=cfg.uses_pseudo_depth(),
                 augment=False,
             )
-            self.mode = "photo"
+
+        try:
+            self.folder = ValFolder(cfg.data_root, image_size=cfg.image_size, dataset=cfg.dataset)
+            self.mode = "depth"
+        except DatasetError:
+            self.folder, self.mode = sequences(), "photo"
         if cfg.method == "sc_depth_v2":  # (target, references) to rectify
-            self.pairs = TrainFolder(
-                cfg.data_root,
-                image_size=cfg.image_size,
-                split="val",
-                sequence_length=cfg.sequence_length,
-                skip_frames=cfg.skip_frames,
-                augment=False,
-                use_pseudo_depth=False,
-            )
+            self.pairs = self.folder if self.mode == "photo" else sequences()
 
     def frames(self, folder=None):
         n = len(self.folder if folder is None else folder)

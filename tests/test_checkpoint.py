@@ -83,3 +83,16 @@ def test_link_keeps_the_linked_content_when_the_source_is_saved_again(tmp_path, 
     assert not checkpoint.link(last, best)
     assert checkpoint.load(best)["step"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]
+
+
+def test_weights_that_are_missing_or_do_not_fit_are_named(tmp_path):
+    from scdepth.models import PoseNet
+
+    state = {"pose_net": PoseNet(18).state_dict()}
+    net = checkpoint.load_weights(PoseNet(18), state, "pose_net", "ck.pt")
+    assert torch.equal(next(net.parameters()), next(iter(state["pose_net"].values())))
+    with pytest.raises(checkpoint.CheckpointError, match="ck.pt holds no rectify_net"):
+        checkpoint.load_weights(PoseNet(18), state, "rectify_net", "ck.pt")
+    state["pose_net"].popitem()
+    with pytest.raises(checkpoint.CheckpointError, match="ck.pt: pose_net does not fit"):
+        checkpoint.load_weights(PoseNet(18), state, "pose_net", "ck.pt")

@@ -157,7 +157,7 @@ def test_v2_checkpoint_without_rectify_net_is_reported(tiny_synthetic, tmp_path)
     state = checkpoint.load(out / "last.pt")
     del state["rectify_net"], state["format"]
     checkpoint.save(state, out / "last.pt")
-    with pytest.raises(checkpoint.CheckpointError, match="without rectify_net"):
+    with pytest.raises(checkpoint.CheckpointError, match="holds no rectify_net"):
         train.train(v2_config(tiny_synthetic), out, resume=True, progress=False)
 
 
