@@ -16,7 +16,8 @@ def free_port():
         return s.getsockname()[1]
 
 
-def worker(rank, world, port, root, out, dump, epochs, resume):
+def join(rank, world, port):
+    """Make this process rank `rank` of `world` (torchrun's variables), one thread each."""
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
@@ -25,6 +26,10 @@ def worker(rank, world, port, root, out, dump, epochs, resume):
         LOCAL_RANK=str(rank),
     )
     torch.set_num_threads(1)
+
+
+def worker(rank, world, port, root, out, dump, epochs, resume):
+    join(rank, world, port)
     cfg = tiny_config(root, epochs=epochs, epoch_size=2, device="cpu")
     run = train.train(cfg, out, resume=resume, progress=False)
     # Parameters (weights): DDP keeps them identical. BatchNorm running statistics are each

@@ -162,16 +162,9 @@ def test_v2_checkpoint_without_rectify_net_is_reported(tiny_synthetic, tmp_path)
 
 
 def ddp_worker(rank, world, port, root, out):
-    import os
+    from test_distributed import join
 
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-    )
-    torch.set_num_threads(1)
+    join(rank, world, port)
     run = train.train(v2_config(root, epochs=1, device="cpu"), out / "run", progress=False)
     nets = {"depth": run.depth_net, "pose": run.pose_net, "rectify": run.rectify_net}
     # weights, and the gradients of the last step (each rank's batch differs; DDP averages)
