@@ -26,13 +26,15 @@ from .data.dataset import TestFolder, ValFolder
 from .data.datasets import DATASETS, EVAL_CROPS, DatasetSpec, get_spec
 from .data.layout import DatasetError, read_depth, read_mask
 
-METRICS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "a1", "a2", "a3")
+METRICS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "a1", "a2", "a3", "spread")
 
 
 def compute_depth_metrics(gt, pred, mask=None) -> dict[str, float]:
     """abs_rel, sq_rel, rmse, rmse_log, log10 and the accuracies a1-a3 (delta < 1.25^k) over
     the pixels in ``mask`` (all when None). gt and pred: positive depths of one shape,
-    already aligned (no scaling here)."""
+    already aligned (no scaling here). spread: std(log pred) / std(log gt), the depth contrast
+    relative to GT (1 = right; median scaling cannot fix it, so abs_rel moves with it); nan
+    when the GT is flat."""
     gt, pred = np.asarray(gt, np.float64), np.asarray(pred, np.float64)
     if gt.shape != pred.shape:
         raise ValueError(f"pred must have the shape of gt {gt.shape}, got {pred.shape}")
@@ -42,6 +44,7 @@ def compute_depth_metrics(gt, pred, mask=None) -> dict[str, float]:
         raise ValueError("no pixels to evaluate (mask is empty)")
     thresh = np.maximum(gt / pred, pred / gt)
     diff = gt - pred
+    gt_std = np.std(np.log(gt))
     return {
         "abs_rel": float(np.mean(np.abs(diff) / gt)),
         "sq_rel": float(np.mean(diff**2 / gt)),
@@ -51,6 +54,7 @@ def compute_depth_metrics(gt, pred, mask=None) -> dict[str, float]:
         "a1": float(np.mean(thresh < 1.25)),
         "a2": float(np.mean(thresh < 1.25**2)),
         "a3": float(np.mean(thresh < 1.25**3)),
+        "spread": float(np.std(np.log(pred)) / gt_std) if gt_std > 0 else float("nan"),
     }
 
 
@@ -101,9 +105,15 @@ def evaluate_image(gt, pred, spec: DatasetSpec, seg_mask=None, median_scaling: b
     return out
 
 
+def _nanmean(values) -> float:
+    finite = [v for v in values if not np.isnan(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
 def _mean(per_image: dict[str, list]) -> dict:
     return {
-        region: {**{k: float(np.mean([m[k] for m in rows])) for k in METRICS}, "count": len(rows)}
+        # nanmean: spread is nan on an image whose GT is flat
+        region: {**{k: _nanmean([m[k] for m in rows]) for k in METRICS}, "count": len(rows)}
         for region, rows in per_image.items()
         if rows
     }

@@ -12,6 +12,8 @@ import math
 import sys
 from pathlib import Path
 
+from .evaluate import METRICS
+
 INSTALL_HINT = "pip install matplotlib, or pip install --no-build-isolation -e '.[plot]'"
 
 
@@ -26,7 +28,7 @@ def figure_class(what: str):
 
 
 # depth metrics in the order of the evaluation table, then anything else alphabetically
-METRIC_ORDER = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "a1", "a2", "a3")
+METRIC_ORDER = METRICS
 
 
 def _metric_order(key: str):
@@ -37,11 +39,15 @@ def _metric_order(key: str):
 def curve_panels(history: dict) -> list[tuple[str, list[str]]]:
     """(title, keys) per panel: the total training loss, the loss terms together, then one
     panel per validation metric. ``history`` maps "kind/name" to [(step, value), ...]."""
-    train = sorted(k for k in history if k.startswith("train/") and k != "train/loss")
+    train = sorted(
+        k for k in history if k.startswith("train/") and k not in ("train/loss", "train/lr")
+    )
     val = sorted((k for k in history if k.startswith("val/")), key=_metric_order)
     panels = [("training loss (total)", ["train/loss"])] if "train/loss" in history else []
     if train:
         panels.append(("training loss terms (unweighted)", train))
+    if "train/lr" in history:
+        panels.append(("learning rate", ["train/lr"]))
     panels += [(f"validation {k.split('/', 1)[1]}", [k]) for k in val]
     return panels
 

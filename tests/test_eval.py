@@ -41,6 +41,14 @@ def test_metrics_by_hand():
     # delta just inside 1.25: gt 1, pred 1.2
     m = compute_depth_metrics(np.array([1.0]), np.array([1.2]))
     assert (m["a1"], m["a2"], m["a3"]) == (1.0, 1.0, 1.0)
+    assert math.isnan(m["spread"])  # flat GT: no contrast to compare with
+
+
+def test_spread_is_the_log_contrast_ratio():
+    gt = np.array([1.0, 4.0, 2.0])
+    assert compute_depth_metrics(gt, gt**2)["spread"] == pytest.approx(2.0)
+    assert compute_depth_metrics(gt, 3 * gt**0.5)["spread"] == pytest.approx(0.5)
+    assert compute_depth_metrics(gt, np.full(3, 2.0))["spread"] == 0.0
 
 
 def test_median_scaling_and_clamp():
