@@ -63,6 +63,10 @@ class Config:
     )
     # optimisation
     lr: float = 1e-4
+    # constant (the public code) | cosine (lr to 0 over the run); after warmup_steps of a
+    # linear ramp from lr / warmup_steps. A pure function of the step, so resume follows it.
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
     batch_size: int = 4
     epochs: int = 4
     epoch_size: int = 60  # random batches per epoch
@@ -75,10 +79,17 @@ class Config:
     drr_ratio: float = 0.2  # share of pixels treated as dynamic (SC-DepthV3)
     drr_global_ratio: float = 0.1  # extra random pairs over the whole image (SC-DepthV3)
     rank_tau: float = 0.15  # ordinal-label margin of the ranking losses (SC-DepthV3)
+    # depth the mask ranking loss compares: raw (the public code; not scale-invariant, so it
+    # can move the global contrast) | mean (depth / its per-image mean: scale-invariant)
+    rank_scale: str = "raw"
     no_ssim: bool = False
     no_auto_mask: bool = False
     no_dynamic_mask: bool = False
     no_min_optimize: bool = False
+    # per-pixel minimum over the 2N warps: valid_first (lowest error among the valid ones) |
+    # public (lowest error over all, the pixel dropped when that one is invalid: SC_Depth_pl's
+    # compute_photo_and_geometry_loss)
+    min_rule: str = "valid_first"
     no_drr: bool = False
     no_lsr: bool = False
     # running
@@ -143,6 +154,18 @@ class Config:
             f"compile must be none, losses or all, got {self.compile!r}",
         )
         need(
+            self.lr_schedule in ("constant", "cosine"),
+            f"lr_schedule must be constant or cosine, got {self.lr_schedule!r}",
+        )
+        need(
+            self.min_rule in ("valid_first", "public"),
+            f"min_rule must be valid_first or public, got {self.min_rule!r}",
+        )
+        need(
+            self.rank_scale in ("raw", "mean"),
+            f"rank_scale must be raw or mean, got {self.rank_scale!r}",
+        )
+        need(
             self.pretrained in ("none", "imagenet"),
             f"pretrained must be none or imagenet, got {self.pretrained!r}",
         )
@@ -173,6 +196,7 @@ class Config:
             self.checkpoint_every >= 0,
             f"checkpoint_every must be >= 0, got {self.checkpoint_every}",
         )
+        need(self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}")
         need(self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}")
         need(
             self.ssim_window % 2 == 1 and 3 <= self.ssim_window <= 11,

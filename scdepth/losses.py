@@ -68,16 +68,24 @@ def pairwise_terms(
     return photo, l1, d_diff, valid
 
 
-def per_pixel_minimum(l1s, photos, d_diffs, valids):
+def per_pixel_minimum(l1s, photos, d_diffs, valids, *, rule="valid_first"):
     """Per pixel, (photo, d_diff, valid) of the candidate with the lowest L1 error among the
-    valid ones; the first candidate wins ties and where none is valid; a NaN error wins, so
-    that bad input shows in the loss. The same choice as argmin + gather over the stacked
-    candidates, in pairwise selections that cost a third of the time on the CPU."""
+    valid ones (rule "valid_first"), or among all of them, the pixel dropping out when that one
+    is invalid (rule "public": the public SC-Depth code). The first candidate wins ties and,
+    valid_first, where none is valid; a NaN error wins, so that bad input shows in the loss.
+    The same choice as argmin + gather over the stacked candidates, in pairwise selections
+    that cost a third of the time on the CPU."""
+    if rule not in ("valid_first", "public"):
+        raise ValueError(f"rule must be valid_first or public, got {rule!r}")
     inf = torch.tensor(float("inf"), device=l1s[0].device, dtype=l1s[0].dtype)
-    best_l1 = torch.where(valids[0] > 0, l1s[0].detach(), inf)
+
+    def error(l1, v):
+        return torch.where(v > 0, l1.detach(), inf) if rule == "valid_first" else l1.detach()
+
+    best_l1 = error(l1s[0], valids[0])
     photo, d_diff, valid = photos[0], d_diffs[0], valids[0]
     for l1, p, d, v in zip(l1s[1:], photos[1:], d_diffs[1:], valids[1:], strict=True):
-        c = torch.where(v > 0, l1.detach(), inf)
+        c = error(l1, v)
         take = (c < best_l1) | (c.isnan() & ~best_l1.isnan())
         best_l1 = torch.where(take, c, best_l1)
         photo, d_diff, valid = (
@@ -93,9 +101,10 @@ def photo_and_geometry_loss(
     reference frame, and the dynamic score of the target (mean over references of the
     target's D_diff, 0 out of view) for Dynamic Region Refinement.
 
-    With the per-pixel minimum, each pixel keeps the candidate (of 2N, valid ones first)
-    whose L1 error is lowest. ref_valids: one 0/1 map [B, 1, H, W] per reference of its
-    pixels that hold content (SC-DepthV2's rectified references), or None."""
+    With the per-pixel minimum, each pixel keeps the candidate (of 2N; cfg.min_rule says
+    whether invalid ones compete) whose L1 error is lowest. ref_valids: one 0/1 map
+    [B, 1, H, W] per reference of its pixels that hold content (SC-DepthV2's rectified
+    references), or None."""
     photos, l1s, d_diffs, valids = [], [], [], []
     if ref_valids is None:
         ref_valids = [None] * len(ref_imgs)
@@ -114,7 +123,7 @@ def photo_and_geometry_loss(
     if cfg.no_min_optimize:
         photo, d_diff, valid = (torch.cat(t, 1) for t in (photos, d_diffs, valids))
     else:
-        photo, d_diff, valid = per_pixel_minimum(l1s, photos, d_diffs, valids)
+        photo, d_diff, valid = per_pixel_minimum(l1s, photos, d_diffs, valids, rule=cfg.min_rule)
     photo_loss = mean_on_mask(photo, valid)
     geometry_loss = mean_on_mask(d_diff, valid)
     # d_diff is already 0 out of view; the target -> ref directions are every other map.
@@ -299,7 +308,7 @@ def _check_pairs(depth, idx_a, idx_b, label):
         raise TypeError(f"label must be an integer tensor (-1, 0, +1), got {label.dtype}")
 
 
-def depth_ranking_loss(depth, idx_a, idx_b, label):
+def depth_ranking_loss(depth, idx_a, idx_b, label, *, scale="raw"):
     """Depth ranking loss of SC-DepthV3: mean over the pairs with label != 0 of
     softplus(-label * (z_a - z_b)), z = depth at the flat pixel indices idx_a, idx_b [B, n]
     (int64) of each image; label [B, n] in {-1, 0, +1} (+1: a is farther than b).
@@ -308,10 +317,17 @@ def depth_ranking_loss(depth, idx_a, idx_b, label):
     to inf for x > 88 in float32). Pairs with label 0, or no pairs at all, add nothing: with
     no labelled pair the result is a zero that is still connected to `depth` (its gradient
     is zero). Computed in float32 at least; returns a scalar tensor.
+
+    scale="mean" compares depth / its per-image mean (gradient through the mean too), which
+    makes the loss blind to each image's global scale (a departure from the public code).
     """
     _check_pairs(depth, idx_a, idx_b, label)
     ct = torch.promote_types(depth.dtype, torch.float32)
     z = depth.reshape(depth.shape[0], -1).to(ct)
+    if scale == "mean":
+        z = z / z.mean(1, keepdim=True)
+    elif scale != "raw":
+        raise ValueError(f"scale must be raw or mean, got {scale!r}")
     z_a, z_b = z.gather(1, idx_a), z.gather(1, idx_b)
     labelled = label != 0
     # Unlabelled pairs are zeroed before softplus, so that their depths (even NaN or inf)
@@ -388,4 +404,4 @@ def dynamic_region_refinement(ops, depth, pseudo_depth, score, cfg, *, seed, glo
         idx_a, idx_b, label = (
             torch.cat(p, 1) for p in zip((idx_a, idx_b, label), pairs, strict=True)
         )
-    return depth_ranking_loss(depth, idx_a, idx_b, label)
+    return depth_ranking_loss(depth, idx_a, idx_b, label, scale=cfg.rank_scale)

@@ -159,6 +159,17 @@ class Log:
             self.tb.close()
 
 
+def learning_rate(cfg, step, total_steps):
+    """lr of `step` (from 0): linear warm-up over warmup_steps, then constant or cosine to 0
+    at total_steps."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    done = (step - cfg.warmup_steps) / max(total_steps - cfg.warmup_steps, 1)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(done, 1.0)))
+
+
 def build(cfg, device):
     """DepthNet, PoseNet, RectifyNet (SC-DepthV2; else None) and one Adam over all of them.
     Adam is the fused one: it takes a device flag (found_inf) that skips its whole step, so
@@ -413,6 +424,8 @@ class Trainer:
             rectify_net=self.rectify_ddp,
         )
         self.optim.zero_grad(set_to_none=True)
+        for group in self.optim.param_groups:
+            group["lr"] = learning_rate(self.cfg, self.step, self.total_steps)
         self.scaler.scale(total).backward()  # DDP averages the gradients here
         self.scaler.unscale_(self.optim)
         params = [p for g in self.optim.param_groups for p in g["params"]]
@@ -445,7 +458,8 @@ class Trainer:
                         f"stopping at step {step} (the last checkpoint is intact)"
                     )
         if values is not None and self.log is not None:
-            self.log.write("train", self.step, values)
+            lr = learning_rate(self.cfg, self.step - 1, self.total_steps)
+            self.log.write("train", self.step, {**values, "lr": lr})
             self.bar.set_postfix(
                 loss=f"{values['loss']:.4f}", photo=f"{values['photo']:.4f}", it_s=f"{rate:.2f}"
             )

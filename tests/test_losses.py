@@ -137,7 +137,9 @@ def test_normal_matching_loss():
     assert losses.normal_matching_loss(n, m).item() == pytest.approx(2 / 12)
 
 
-def test_per_pixel_minimum_is_argmin_over_valid_candidates():
+@pytest.mark.parametrize("rule", ["valid_first", "public"])
+def test_per_pixel_minimum_is_argmin(rule):
+    """valid_first: argmin over the valid candidates; public: argmin over all of them."""
     g = torch.Generator().manual_seed(0)
     n, shape = 4, (2, 1, 6, 7)
     l1s = [torch.randint(0, 3, shape, generator=g).double() for _ in range(n)]  # many ties
@@ -150,10 +152,12 @@ def test_per_pixel_minimum_is_argmin_over_valid_candidates():
         torch.rand(shape, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(n)
     ]
     d_diffs = [torch.rand(shape, generator=g, dtype=torch.float64) for _ in range(n)]
-    got = losses.per_pixel_minimum(l1s, photos, d_diffs, valids)
+    got = losses.per_pixel_minimum(l1s, photos, d_diffs, valids, rule=rule)
 
     l1, valid = torch.cat(l1s, 1), torch.cat(valids, 1)
-    idx = torch.where(valid > 0, l1, torch.full_like(l1, float("inf"))).argmin(1, keepdim=True)
+    if rule == "valid_first":
+        l1 = torch.where(valid > 0, l1, torch.full_like(l1, float("inf")))
+    idx = l1.argmin(1, keepdim=True)
     want = [torch.cat(t, 1).gather(1, idx) for t in (photos, d_diffs, valids)]
     for a, b in zip(got, want, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
@@ -161,6 +165,18 @@ def test_per_pixel_minimum_is_argmin_over_valid_candidates():
     want_grads = torch.autograd.grad(want[0].sum(), photos)
     for a, b in zip(grads, want_grads, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_public_minimum_drops_pixels_whose_best_warp_is_invalid():
+    l1s = [torch.tensor([[[[0.1, 0.5]]]]), torch.tensor([[[[0.3, 0.2]]]])]
+    valids = [torch.tensor([[[[0.0, 1.0]]]]), torch.ones(1, 1, 1, 2)]
+    photos = [x.clone() for x in l1s]
+    d_diffs = [torch.zeros(1, 1, 1, 2)] * 2
+    _, _, public = losses.per_pixel_minimum(l1s, photos, d_diffs, valids, rule="public")
+    photo, _, valid_first = losses.per_pixel_minimum(l1s, photos, d_diffs, valids)
+    assert public.flatten().tolist() == [0.0, 1.0]  # pixel 0's best (0.1) is invalid: dropped
+    assert valid_first.flatten().tolist() == [1.0, 1.0]  # pixel 0 falls back to 0.3
+    assert photo.flatten().tolist() == pytest.approx([0.3, 0.2])
 
 
 def backward_nodes(t):

@@ -198,3 +198,19 @@ def test_dynamic_and_global_pairs_feed_one_ranking_loss():
     assert loss.item() > math.log(2)  # wrong orders cost more than softplus(0)
     loss.backward()
     assert torch.isfinite(depth.grad).all() and depth.grad.abs().sum() > 0
+
+
+def test_mean_scaled_ranking_ignores_each_images_scale():
+    g = torch.Generator().manual_seed(0)
+    depth = torch.rand(2, 1, 5, 6, generator=g) + 0.5
+    idx_a, idx_b = (torch.randint(0, 30, (2, 8), generator=g) for _ in range(2))
+    label = torch.randint(-1, 2, (2, 8), generator=g)
+    scaled = depth * torch.tensor([3.0, 0.2]).view(2, 1, 1, 1)
+    mean = [depth_ranking_loss(d, idx_a, idx_b, label, scale="mean") for d in (depth, scaled)]
+    raw = [depth_ranking_loss(d, idx_a, idx_b, label) for d in (depth, scaled)]
+    torch.testing.assert_close(mean[0], mean[1])
+    assert not torch.isclose(raw[0], raw[1])
+    z = depth.flatten(1) / depth.flatten(1).mean(1, keepdim=True)  # by hand
+    diff = z.gather(1, idx_a) - z.gather(1, idx_b)
+    want = torch.nn.functional.softplus(-label * diff)[label != 0].mean()
+    torch.testing.assert_close(mean[0], want)

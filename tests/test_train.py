@@ -1,6 +1,7 @@
 """The trainer end to end on tiny generated data."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -380,3 +381,24 @@ def test_a_streak_of_bad_steps_is_noticed_by_the_next_log_step(
     lines = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
     assert [(x["kind"], x["step"]) for x in lines] == [("skip", 0), ("skip", 1)]
     assert not (out / "last.pt").exists()  # noticed before anything was saved
+
+
+def test_learning_rate_schedules():
+    cfg = config.load(overrides=["lr=1e-3", "warmup_steps=4", "lr_schedule=cosine"])
+    lrs = [train.learning_rate(cfg, s, 14) for s in range(14)]
+    assert lrs[:4] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3])  # linear warm-up
+    assert lrs[4] == 1e-3 and lrs[9] == pytest.approx(5e-4)  # cosine: halfway at 5 of 10
+    assert all(a > b for a, b in zip(lrs[4:-1], lrs[5:], strict=True))
+    assert lrs[13] == pytest.approx(5e-4 * (1 + math.cos(0.9 * math.pi)))
+    constant = config.load(overrides=["lr=1e-3"])
+    assert {train.learning_rate(constant, s, 14) for s in range(14)} == {1e-3}
+
+
+def test_the_optimiser_follows_the_schedule(tiny_synthetic, tmp_path):
+    cfg = tiny_config(tiny_synthetic, lr_schedule="cosine", warmup_steps=1)
+    train.train(cfg, tmp_path / "run", progress=False)
+    lines = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    logged = [x["lr"] for x in lines if x["kind"] == "train"]
+    assert logged == pytest.approx([train.learning_rate(cfg, s, 4) for s in range(4)])
+    saved = checkpoint.load(tmp_path / "run" / "last.pt")["optimizer"]["param_groups"][0]
+    assert saved["lr"] == pytest.approx(logged[-1])
