@@ -8,7 +8,7 @@ import pytest
 
 from scdepth.data.dataset import TestFolder, TrainFolder, ValFolder
 from scdepth.data.render import Prim, render
-from scdepth.data.synth import generate, main, simulate_pseudo_depth
+from scdepth.data.synth import generate, main, pseudo_depth_quality, simulate_pseudo_depth
 
 TINY = dict(image_size=(24, 32), num_scenes=2, frames_per_scene=5, progress=False, workers=1)
 
@@ -149,6 +149,38 @@ def test_pseudo_depth_ordinal_labels_mostly_right():
     clear = _labels(ga, gb) != 0
     order = np.sign(ga - gb)[clear] == np.sign(pseudo[a] - pseudo[b])[clear]
     assert 0.95 < order.mean() < 1.0
+
+
+def test_pseudo_error_knob_sets_the_quality():
+    yy, xx = np.mgrid[:64, :80]
+    depth = (1.0 + 0.1 * yy + 3.0 * (np.abs(xx - 40) < 10)).astype(np.float32)
+
+    def quality(error):
+        rng = np.random.default_rng(0)
+        pairs = [(depth, simulate_pseudo_depth(depth, rng, error)) for _ in range(4)]
+        return pseudo_depth_quality(pairs, np.random.default_rng(1))
+
+    exact, default, poor = quality(0), quality(1.35), quality(4)
+    assert exact["ordinal_agreement"] == 1 and exact["aligned_abs_rel"] < 1e-3  # uint16 rounding
+    assert 1 > default["ordinal_agreement"] > poor["ordinal_agreement"] > 0.6
+    assert 1e-3 < default["aligned_abs_rel"] < poor["aligned_abs_rel"]
+
+
+def test_pseudo_depth_quality_by_hand():
+    gt = np.array([[1.0, 2.0, 4.0, 0.0]])  # 0: no GT, ignored
+    flipped = np.array([[4.0, 2.0, 1.0, 9.0]])
+    q = pseudo_depth_quality([(gt, flipped)], np.random.default_rng(0))
+    assert q["ordinal_agreement"] == 0  # every labelled pair is in the wrong order
+    q = pseudo_depth_quality([(gt, 3 * gt + 1)], np.random.default_rng(0))
+    assert q == {"ordinal_agreement": 1.0, "aligned_abs_rel": pytest.approx(0, abs=1e-12)}
+
+
+def test_generate_records_the_pseudo_depth_and_refuses_a_bad_error(tmp_path, indoor):
+    meta = json.loads((indoor / "synth.json").read_text())
+    assert meta["pseudo_error"] == 1.35
+    assert 0.5 < meta["pseudo_depth_quality"]["ordinal_agreement"] <= 1
+    with pytest.raises(ValueError, match="pseudo_error"):
+        generate(tmp_path / "x", pseudo_error=-1, **TINY)
 
 
 @pytest.mark.parametrize("preset, size", [("indoor", (96, 128)), ("outdoor", (48, 128))])

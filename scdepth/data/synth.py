@@ -31,28 +31,59 @@ from .render import render
 from .scenes import DEFAULT_DYNAMIC, DEFAULT_SIZE, PRESETS
 
 OUTPUTS = ("training", "testing", "contact_sheet.png", "synth.json")
+# Strength of the simulated pseudo-depth's errors (simulate_pseudo_depth). 1.35 gives an
+# abs_rel after scale-and-shift alignment of about 0.09 on the indoor preset (synth.json
+# records it), LeReS's zero-shot figure on NYUv2 (AbsRel 9.0, Yin et al., CVPR 2021), the
+# model SC-DepthV3 takes its pseudo-depth from. 1 is the model of earlier releases (0.07).
+PSEUDO_ERROR = 1.35
 FRAME_RATE = 10.0  # frames per second of times.txt: the presets move about 0.1 s per frame
 
 
-def simulate_pseudo_depth(depth: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def simulate_pseudo_depth(
+    depth: np.ndarray, rng: np.random.Generator, error: float = PSEUDO_ERROR
+) -> np.ndarray:
     """GT depth -> LeReS-like relative depth as uint16 (larger = farther).
 
     Unknown scale and shift, a smooth monotone distortion (a random power), blurred edges,
     a low-frequency multiplicative error and pixel noise, so that ordinal labels agree
-    with the GT for most pixel pairs but not all. Pixels without GT (sky) count as far.
+    with the GT for most pixel pairs but not all. `error` scales the distortion, the blur and
+    both errors (0: GT up to scale and shift; pseudo_depth_quality measures the result).
+    Pixels without GT (sky) count as far.
     """
     d = np.where(depth > 0, depth, 0)
     far = d.max() * 1.5 if d.max() > 0 else 1.0
     x = np.where(d > 0, d, far) / far
-    x = x ** rng.uniform(0.75, 1.3)
-    x = cv2.GaussianBlur(x, (0, 0), 1.2)
+    x = x ** (rng.uniform(0.75, 1.3) ** error)
+    if error > 0:
+        x = cv2.GaussianBlur(x, (0, 0), 1.2 * error)
     h, w = x.shape
     coarse = rng.normal(size=(4, 4)).astype(np.float32)
     field = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
-    x = x * (1 + 0.06 * field + rng.normal(0, 0.02, x.shape).astype(np.float32))
+    noise = rng.normal(0, 0.02, x.shape).astype(np.float32)
+    x = x * (1 + error * (0.06 * field + noise))
     x = x + rng.uniform(0.0, 0.05) * x.max()
     x = x / max(float(x.max()), 1e-6)
     return np.clip(np.round(x * 65535), 1, 65535).astype(np.uint16)
+
+
+def pseudo_depth_quality(pairs, rng, tau=0.15, n_pairs=4000) -> dict:
+    """How good the pseudo-depth of (GT depth, pseudo-depth) frames is, as a real model's
+    would be judged: "ordinal_agreement", the share of the pairs the ranking loss would use
+    (random pixel pairs that the pseudo-depth labels unequal at tau, both with GT) whose order
+    the GT confirms; "aligned_abs_rel", abs_rel after a least-squares scale and shift (the
+    zero-shot protocol of LeReS and MiDaS)."""
+    agree, used, rel = 0, 0, []
+    for gt, pseudo in pairs:
+        ok = gt > 0
+        g, p = gt[ok].astype(np.float64), pseudo[ok].astype(np.float64)
+        a, b = rng.integers(0, g.size, (2, n_pairs))
+        label = np.where(p[a] >= (1 + tau) * p[b], 1, np.where(p[b] >= (1 + tau) * p[a], -1, 0))
+        keep = label != 0
+        agree += int((np.sign(g[a] - g[b])[keep] == label[keep]).sum())
+        used += int(keep.sum())
+        scale, shift = np.linalg.lstsq(np.stack([p, np.ones_like(p)], 1), g, rcond=None)[0]
+        rel.append(float(np.mean(np.abs(np.maximum(scale * p + shift, 1e-3) - g) / g)))
+    return {"ordinal_agreement": agree / max(used, 1), "aligned_abs_rel": float(np.mean(rel))}
 
 
 def _to_uint8(rgb):
@@ -83,7 +114,7 @@ def _write_png(path: Path, img) -> None:
         raise OSError(f"could not write {path}")
 
 
-def _render_scene(setup, size, n_frames, exposure_change, supersample, rng, tick):
+def _render_scene(setup, size, n_frames, exposure_change, supersample, pseudo_error, rng, tick):
     """Yield (rgb uint8, depth, dynamic, pseudo uint16) per frame."""
     gain = np.exp(np.cumsum(rng.normal(0, exposure_change, n_frames))) if exposure_change else None
     for t in range(n_frames):
@@ -100,7 +131,7 @@ def _render_scene(setup, size, n_frames, exposure_change, supersample, rng, tick
         )
         rgb = f.rgb if gain is None else f.rgb * np.clip(gain[t], 0.6, 1.6)
         tick(1)
-        yield _to_uint8(rgb), f.depth, f.dynamic, simulate_pseudo_depth(f.depth, rng)
+        yield _to_uint8(rgb), f.depth, f.dynamic, simulate_pseudo_depth(f.depth, rng, pseudo_error)
 
 
 def _write_scene(out: Path, name: str, K, poses, frames):
@@ -150,15 +181,20 @@ def _make_scene(
     exposure_change,
     supersample,
     rotation,
+    pseudo_error,
     tick,
 ):
-    """Render and write one scene: [(share of dynamic pixels, contact-sheet sample | None)]."""
+    """Render and write one scene: [(share of dynamic pixels, sample | None)] per frame; four
+    frames keep their (rgb, depth, pseudo, dynamic) sample, for the contact sheet (test
+    scene) and the pseudo-depth's quality."""
     rng = np.random.default_rng(ss)
     setup = PRESETS[preset](rng, image_size, n_frames, dynamic_fraction, rotation)
-    frames = _render_scene(setup, image_size, n_frames, exposure_change, supersample, rng, tick)
+    frames = _render_scene(
+        setup, image_size, n_frames, exposure_change, supersample, pseudo_error, rng, tick
+    )
     every = max(1, n_frames // 4)
     return [
-        (share, sample if name.startswith("test") and t % every == 0 else None)
+        (share, sample if t % every == 0 else None)
         for t, share, sample in _write_scene(out, name, setup.K, setup.poses, frames)
     ]
 
@@ -227,6 +263,7 @@ def generate(
     dynamic_fraction: float | None = None,
     exposure_change: float = 0.02,
     rotation: float = 0.0,
+    pseudo_error: float = PSEUDO_ERROR,
     supersample: int = 2,
     workers: int | None = None,
     overwrite: bool = False,
@@ -238,7 +275,9 @@ def generate(
     (rough share of dynamic pixels) to 0.25 indoor and 0.1 outdoor; exposure_change is the
     per-frame standard deviation of the log exposure. rotation (rad) is the amplitude of an
     extra hand-held rotation shake (consecutive frames then differ by about 0.45 x rotation
-    more per axis; 0: none; the scenes of a seed are otherwise the same). Scenes render in
+    more per axis; 0: none; the scenes of a seed are otherwise the same). pseudo_error scales
+    the simulated pseudo-depth's errors (simulate_pseudo_depth; its measured quality goes
+    into synth.json). Scenes render in
     ``workers`` processes (default: one per core); the files do not depend on it. Refuses a
     non-empty ``out_dir`` unless ``overwrite`` (which then replaces only what this function writes).
     """
@@ -248,6 +287,8 @@ def generate(
     _check_args(preset, image_size, num_scenes, frames_per_scene, dynamic_fraction, exposure_change)
     if not 0 <= rotation <= 0.3:
         raise ValueError(f"rotation must be in [0, 0.3] rad, got {rotation}")
+    if not 0 <= pseudo_error <= 10:
+        raise ValueError(f"pseudo_error must be in [0, 10], got {pseudo_error}")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out}: exists and is not a folder")
@@ -272,6 +313,7 @@ def generate(
             exposure_change,
             supersample,
             rotation,
+            pseudo_error,
         )
         for name, ss in zip(names, seeds, strict=True)
     ]
@@ -289,7 +331,12 @@ def generate(
         )
     per_frame = [row for rows in per_scene for row in rows]
     dyn_pixels = [share for share, _ in per_frame]
-    sheet = [sample for _, sample in per_frame if sample is not None]
+    samples = [[x for _, x in rows if x is not None] for rows in per_scene]
+    sheet = samples[-1]  # the test scene's
+    quality = pseudo_depth_quality(
+        [(depth, pseudo) for rows in samples for _, depth, pseudo, _ in rows],
+        np.random.default_rng(seed),
+    )
     (training / "train.txt").write_text("".join(f"{n}\n" for n in names[:-2]))
     (training / "val.txt").write_text("val_00\n")
     contact_sheet(sheet[:4], out / "contact_sheet.png")
@@ -303,6 +350,8 @@ def generate(
         "measured_dynamic_fraction": round(float(np.mean(dyn_pixels)), 4),
         "exposure_change": exposure_change,
         "rotation": rotation,
+        "pseudo_error": pseudo_error,
+        "pseudo_depth_quality": {k: round(v, 4) for k, v in quality.items()},
         "supersample": supersample,
         "depth": "float32 metres in .npy, 0 = no surface",
         "poses": f"training/<scene>/poses.txt camera-to-world; times.txt at {FRAME_RATE:g} fps",
@@ -327,6 +376,13 @@ def main(argv=None) -> int:
         default=0.0,
         help="amplitude (rad) of an extra hand-held rotation shake, periods of 6-12 frames",
     )
+    ap.add_argument(
+        "--pseudo-error",
+        type=float,
+        default=PSEUDO_ERROR,
+        help="strength of the simulated pseudo-depth's errors (0: exact up to scale and shift; "
+        f"default {PSEUDO_ERROR:g}: like LeReS on NYUv2)",
+    )
     ap.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     ap.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     ap.add_argument("--no-progress", action="store_true")
@@ -342,6 +398,7 @@ def main(argv=None) -> int:
             dynamic_fraction=a.dynamic_fraction,
             exposure_change=a.exposure_change,
             rotation=a.rotation,
+            pseudo_error=a.pseudo_error,
             workers=a.workers,
             overwrite=a.overwrite,
             progress=not a.no_progress,
