@@ -109,8 +109,9 @@ def test_identical_images_give_zero_error_and_zero_gradient():
     assert all((t == 0).all() for t in ours[2:4])
 
 
-def test_clamp_bounds_follow_torch_clamp():
-    """|x - y| = 1 exactly, |x - y| > 1 and identical patches: every clamp kink, as torch.clamp."""
+def test_clamp_bounds_pass_no_gradient():
+    """|x - y| = 1 exactly, |x - y| > 1 and identical patches: every clamp kink, with the
+    gradient 0 at the bounds on every torch version (torch 2.11's clamp passes 1 there)."""
     tgt, warped, weight = images(B=2, C=2, H=10, W=11, seed=5)
     tgt[0, 0, 2, 3], warped[0, 0, 2, 3] = 1.0, 0.0  # |d| = 1: on the upper bound
     tgt[0, 1, 4, :5], warped[0, 1, 4, :5] = -0.5, 1.0  # |d| = 1.5: clamped
@@ -119,6 +120,9 @@ def test_clamp_bounds_follow_torch_clamp():
     ours = run(ops.photometric_error, tgt, warped, weight, *g)
     ref = run(reference.photometric_error, tgt, warped, weight, *g)
     assert_all_close(ours, ref, rtol=1e-10, atol=1e-12)
+    v = torch.tensor([0.0, 1.0, 0.5, 1.5, -0.5, float("nan")], requires_grad=True)
+    reference._clamp01(v).sum().backward()
+    assert v.grad.tolist() == [0.0, 0.0, 1.0, 0.0, 0.0, 0.0]
 
 
 def test_float32_matches_float64_reference():

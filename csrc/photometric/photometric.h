@@ -56,8 +56,8 @@ C10_HOST_DEVICE inline T clamp(T v, T lo, T hi) {
   return v < lo ? lo : (v > hi ? hi : v);
 }
 
-// d clamp(v, lo, hi) / dv with torch.clamp's convention for scalar bounds (torch 2.x
-// clamp_backward): 1 strictly inside (lo, hi), 0 at the bounds, outside and for NaN.
+// d clamp(v, lo, hi) / dv: 1 strictly inside (lo, hi), 0 at the bounds, outside and for NaN
+// (the reference's _clamp01; torch 2.14's clamp_backward too, torch 2.11's passes 1 at them).
 template <typename T>
 C10_HOST_DEVICE inline T clamp_grad(T v, T lo, T hi) {
   return (v > lo) & (v < hi) ? T(1) : T(0);

@@ -157,6 +157,13 @@ SSIM_C1 = 0.01**2  # csrc/photometric/photometric.h kC1: (K1 L)^2, K1 = 0.01, L 
 SSIM_C2 = 0.03**2  # kC2: (K2 L)^2, K2 = 0.03
 
 
+def _clamp01(v):
+    """v.clamp(0, 1) with a gradient of 1 strictly inside (0, 1) and 0 at and beyond the
+    bounds (and for NaN), the kernels' convention, on every torch: torch 2.14's clamp passes 0
+    at the bounds, torch 2.11's 1."""
+    return torch.where((v > 0) & (v < 1), v, v.detach().clamp(0, 1))
+
+
 def photometric_error(tgt, warped, weight=None, *, alpha=0.85, window=3):
     """Reference of scdepth.ops.photometric_error (see there for the contract)."""
     _checks.check_photometric(tgt, warped, weight, alpha, window)
@@ -178,7 +185,7 @@ def photometric_error(tgt, warped, weight=None, *, alpha=0.85, window=3):
     ssim_d = (mu_x**2 + mu_y**2 + SSIM_C1) * (sigma_x + sigma_y + SSIM_C2)
     ssim = ssim_n / ssim_d
     diff = (x - y).abs()
-    photo = (1 - alpha) * diff.clamp(0, 1) + alpha * ((1 - ssim) / 2).clamp(0, 1)
+    photo = (1 - alpha) * _clamp01(diff) + alpha * _clamp01((1 - ssim) / 2)
     photo = photo.mean(1, keepdim=True)
     if weight is not None:
         photo = photo * weight.to(ct)
