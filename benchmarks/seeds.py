@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 REGIONS = ("all", "dynamic", "static")
-METRICS = ("abs_rel", "sq_rel", "rmse", "a1")
+METRICS = ("abs_rel", "sq_rel", "rmse", "a1", "spread")  # spread: nan in older runs
 
 
 def run_seed(cfg_path, overrides, seed, out: Path) -> dict:
@@ -61,6 +61,9 @@ def summary(records: list[dict]) -> dict:
             continue
         out[region] = {}
         for m in METRICS:
+            if any(m not in row for row in rows):
+                out[region][m] = (math.nan, math.nan)
+                continue
             vals = [row[m] for row in rows]
             sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
             out[region][m] = (statistics.fmean(vals), sd)

@@ -53,6 +53,7 @@ class Config:
     dataset: str = "synthetic"
     data_root: str = "data/synthetic-indoor"
     synth_preset: str = "indoor"  # generated into data_root when it is missing (synthetic only)
+    synth_scenes: int = 4  # training scenes generated (plus one val and one test scene)
     image_size: tuple = (96, 128)  # (H, W), multiples of 32
     sequence_length: int = 3
     skip_frames: int = 1
@@ -187,6 +188,7 @@ class Config:
             "epochs",
             "epoch_size",
             "skip_frames",
+            "synth_scenes",
             "log_every",
             "max_bad_steps",
         ):

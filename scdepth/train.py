@@ -64,7 +64,13 @@ def ensure_dataset(cfg, progress):
     from .data.synth import generate
 
     print(f"generating the synthetic {cfg.synth_preset} dataset into {root}", file=sys.stderr)
-    generate(root, preset=cfg.synth_preset, seed=cfg.seed, progress=progress)
+    generate(
+        root,
+        preset=cfg.synth_preset,
+        seed=cfg.seed,
+        num_scenes=cfg.synth_scenes,
+        progress=progress,
+    )
 
 
 def epoch_batches(n_samples, cfg, epoch, start, rank=0):

@@ -66,6 +66,25 @@ def test_deterministic_for_a_seed(tmp_path, indoor):
     assert len(differing) > 0.9 * sum(k.suffix == ".png" for k in a)
 
 
+def test_more_training_scenes_leave_val_and_test_as_they_were(tmp_path, indoor):
+    more = generate(
+        tmp_path / "more",
+        preset="indoor",
+        seed=0,
+        dynamic_fraction=0.3,
+        **{**TINY, "num_scenes": 3},
+    )
+    a, b = _files(indoor), _files(more)
+    kept = [
+        k
+        for k in a
+        if k.parts[0] == "testing"
+        or k.parts[:2] in {("training", "val_00"), ("training", "scene_01")}
+    ]
+    assert kept and all(a[k] == b[k] for k in kept)
+    assert any(k.parts[:2] == ("training", "scene_02") for k in b)
+
+
 def test_refuses_non_empty_folder_unless_overwrite(tmp_path):
     out = tmp_path / "ds"
     out.mkdir()
