@@ -46,6 +46,19 @@ METHOD_WEIGHTS = {
 }
 
 
+# The settings that take one of a few words.
+CHOICES = {
+    "backend": ("ext", "reference"),
+    "device": ("auto", "cpu", "cuda"),
+    "amp": ("none", "bf16", "fp16"),
+    "compile": ("none", "losses", "all"),
+    "lr_schedule": ("constant", "cosine"),
+    "min_rule": ("valid_first", "public"),
+    "rank_scale": ("raw", "mean"),
+    "pretrained": ("none", "imagenet"),
+}
+
+
 @dataclass
 class Config:
     # what to train
@@ -138,38 +151,10 @@ class Config:
                 raise ValueError(msg)
 
         need(self.method in METHODS, f"method must be one of {METHODS}, got {self.method!r}")
-        need(
-            self.backend in ("ext", "reference"),
-            f"backend must be ext or reference, got {self.backend!r}",
-        )
-        need(
-            self.device in ("auto", "cpu", "cuda"),
-            f"device must be auto, cpu or cuda, got {self.device!r}",
-        )
-        need(
-            self.amp in ("none", "bf16", "fp16"),
-            f"amp must be none, bf16 or fp16, got {self.amp!r}",
-        )
-        need(
-            self.compile in ("none", "losses", "all"),
-            f"compile must be none, losses or all, got {self.compile!r}",
-        )
-        need(
-            self.lr_schedule in ("constant", "cosine"),
-            f"lr_schedule must be constant or cosine, got {self.lr_schedule!r}",
-        )
-        need(
-            self.min_rule in ("valid_first", "public"),
-            f"min_rule must be valid_first or public, got {self.min_rule!r}",
-        )
-        need(
-            self.rank_scale in ("raw", "mean"),
-            f"rank_scale must be raw or mean, got {self.rank_scale!r}",
-        )
-        need(
-            self.pretrained in ("none", "imagenet"),
-            f"pretrained must be none or imagenet, got {self.pretrained!r}",
-        )
+        for key, allowed in CHOICES.items():
+            value = getattr(self, key)
+            words = ", ".join(allowed[:-1]) + f" or {allowed[-1]}"
+            need(value in allowed, f"{key} must be {words}, got {value!r}")
         need(
             self.resnet_layers in (18, 50),
             f"resnet_layers must be 18 or 50, got {self.resnet_layers}",
