@@ -122,8 +122,16 @@ def _mean(per_image: dict[str, list]) -> dict:
 def _folder(data_root, dataset, split, image_size):
     if split not in ("test", "val"):
         raise ValueError(f"split must be 'test' or 'val', got {split!r}")
-    cls = TestFolder if split == "test" else ValFolder
-    return cls(data_root, image_size=image_size, dataset=dataset)
+    if split == "val":
+        return ValFolder(data_root, image_size=image_size, dataset=dataset)
+    folder = TestFolder(data_root, image_size=image_size, dataset=dataset)
+    if folder.unscored:
+        print(
+            f"{len(folder.unscored)} test images have no GT depth and are not scored "
+            f"(e.g. {folder.unscored[0]})",
+            file=sys.stderr,
+        )
+    return folder
 
 
 def _score(folder, predict, spec, median_scaling, progress, desc):

@@ -129,10 +129,15 @@ def test_val_needs_gt(root):
         ValFolder(root)
 
 
-def test_testing_needs_depth_per_image(tmp_path):
-    root = make_testing(tmp_path / "t")
-    (root / "testing/depth/img2.npy").unlink()
-    with pytest.raises(DatasetError, match=r"testing/depth: no GT depth for img2\.png"):
+def test_testing_scores_the_images_with_gt_depth(tmp_path):
+    root = make_testing(tmp_path / "t", n=3, masks=False)
+    (root / "testing/depth/img2.npy").unlink()  # e.g. a scene imported from a video
+    folder = TestFolder(root)
+    assert [r[0] for r in folder.records] == ["img0", "img1"]
+    assert [p.name for p in folder.unscored] == ["img2.png"]
+    for p in (root / "testing/depth").iterdir():
+        p.unlink()
+    with pytest.raises(DatasetError, match=r"testing/depth: no GT depth for any test image"):
         TestFolder(root)
     with pytest.raises(DatasetError, match=r"testing/color: missing"):
         TestFolder(tmp_path)

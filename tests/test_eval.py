@@ -203,6 +203,17 @@ def test_cli_checkpoint_uses_load_depth_model(testset, tmp_path, monkeypatch, ca
     assert r["all"]["count"] == 3 and r["all"]["abs_rel"] > 0.1  # a flat guess is poor
 
 
+def test_images_without_gt_are_left_out_and_counted(testset, capsys):
+    """A test scene imported from a source without GT (a video) next to scenes with GT."""
+    root, preds = testset
+    (root / "testing/depth/img1.npy").unlink()
+    (root / "testing/seg_mask/img1.png").unlink()
+    (preds / "img1.npy").unlink()  # nothing asks for it
+    r = evaluate_folder(preds, root, "synthetic", progress=False)
+    assert r["all"]["count"] == r["dynamic"]["count"] == 2
+    assert "1 test images have no GT depth and are not scored (e.g." in capsys.readouterr().err
+
+
 def test_split_without_seg_mask_scores_all_pixels_only(tmp_path, capsys):
     """Static scenes (KITTI, NYU, TUM fr1) come without testing/seg_mask: the "all" row only."""
     root = make_testing(tmp_path / "ds", n=2, masks=False)

@@ -201,5 +201,6 @@ class TestFolder(_EvalFolder):
     def __init__(
         self, root, *, image_size=(128, 160), dataset: str = "synthetic", full_check: bool = False
     ):
-        samples = validate_testing(root, full_check=full_check)
+        self.unscored = []  # images without GT depth, left out
+        samples = validate_testing(root, full_check=full_check, unscored=self.unscored)
         super().__init__(image_size, dataset, [(s.name, s.color, s.depth, s.mask) for s in samples])

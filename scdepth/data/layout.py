@@ -278,9 +278,11 @@ class TestSample:
     mask: Path | None
 
 
-def validate_testing(root, *, full_check: bool = False) -> list[TestSample]:
-    """Check ``ROOT/testing`` (color/, depth/, optional seg_mask/: none or one per image)
-    and pair files by stem."""
+def validate_testing(root, *, full_check: bool = False, unscored=None) -> list[TestSample]:
+    """Check ``ROOT/testing`` (color/, depth/, optional seg_mask/: none or one per scored
+    image) and pair files by stem. Images without GT depth (a scene imported from a source
+    without GT, next to scenes with it) are left out, their paths appended to ``unscored``
+    when it is a list; no image with GT at all is an error."""
     testing = Path(root) / "testing"
     color_dir = testing / "color"
     if not color_dir.is_dir():
@@ -290,8 +292,14 @@ def validate_testing(root, *, full_check: bool = False) -> list[TestSample]:
         raise DatasetError(f"{color_dir}: no .jpg or .png images")
     depths = match_by_stem(colors, testing / "depth", DEPTH_EXTS)
     missing = [c for c, d in zip(colors, depths, strict=True) if d is None]
-    if missing:
-        raise DatasetError(f"{testing / 'depth'}: no GT depth for {missing[0].name}")
+    if len(missing) == len(colors):
+        raise DatasetError(
+            f"{testing / 'depth'}: no GT depth for any test image (e.g. {missing[0].name}); "
+            "scoring needs GT (scdepth-infer predicts without it)"
+        )
+    if unscored is not None:
+        unscored.extend(missing)
+    colors, depths = zip(*((c, d) for c, d in zip(colors, depths, strict=True) if d), strict=True)
     # seg_mask/ is optional (static scenes: KITTI, NYU, TUM fr1 have none; the evaluation
     # then reports all pixels only), but when it has masks it must have one for every image.
     masks = match_by_stem(colors, testing / "seg_mask", IMAGE_EXTS)

@@ -194,7 +194,7 @@ def prepare(
         for note in rec.notes:
             log(note)
         if split == "test" and not rec.has_depth:
-            log("no GT depth in this source: testing/color only")
+            log("no GT depth in this source: testing/color only (scdepth-eval leaves it out)")
     camera = _camera(rec, K, fov, fx, fy, cx, cy, dist, log)
     if static_threshold is None:
         static_threshold = STATIC_THRESHOLD if split == "train" else 0.0
