@@ -38,7 +38,7 @@ def measure(mode, B, H, W, repeat, threads=None):
     torch.manual_seed(0)
     cfg = config.load(overrides=[f"compile={mode}", f"batch_size={B}"])
     nets = DepthNet(18), PoseNet(18)
-    step.prepare_compile(cfg, *nets)
+    step.prepare_networks(cfg, *nets)
     opt = torch.optim.Adam([p for n in nets for p in n.parameters()], lr=1e-4)
     batch, ops, count = batch_for(B, H, W, "cpu"), get_backend(cfg.backend), [0]
 

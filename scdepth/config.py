@@ -116,6 +116,9 @@ class Config:
     deterministic: bool = True
     # torch.compile: none | losses (the loss terms, one whole graph) | all (and the networks)
     compile: str = "none"
+    # the networks' weights (and so their activations) channels-last: faster convolutions on
+    # the CPU (benchmarks/RESULTS.md); checkpoints are the same either way
+    channels_last: bool = False
     log_every: int = 10
     val_max_frames: int = 64  # validation frames per epoch (0: all)
     max_bad_steps: int = 20  # consecutive non-finite steps before training stops

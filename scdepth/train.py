@@ -30,7 +30,7 @@ from .evaluate import evaluate_model, format_table
 from .models import DepthNet, PoseNet, RectifyNet
 from .models.encoder import PretrainedUnavailable
 from .ops import get_backend
-from .step import compute_losses, prepare_compile
+from .step import compute_losses, prepare_networks
 from .validate import Validator
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -187,7 +187,7 @@ def build(cfg, device):
     if cfg.method == "sc_depth_v2":
         rectify_net = RectifyNet(18, pretrained=imagenet).to(device)
     nets = [n for n in (depth_net, pose_net, rectify_net) if n is not None]
-    prepare_compile(cfg, *nets)  # compile: all (the losses follow cfg.compile themselves)
+    prepare_networks(cfg, *nets)  # channels_last, compile: all (losses: cfg.compile)
     params = [p for n in nets for p in n.parameters()]
     return depth_net, pose_net, rectify_net, torch.optim.Adam(params, lr=cfg.lr, fused=True)
 

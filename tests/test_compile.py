@@ -75,15 +75,15 @@ def test_compute_losses_with_compile_losses_matches_eager():
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-6)
 
 
-def test_compile_key_and_prepare_compile():
+def test_compile_key_and_prepare_networks():
     assert config.load().compile == "none"
     with pytest.raises(ValueError, match="compile must be none, losses or all, got 'fast'"):
         config.load(overrides=["compile=fast"])
     net = torch.nn.Linear(2, 2)
     keys = list(net.state_dict())
-    step.prepare_compile(config.load(overrides=["compile=losses"]), net, None)
+    step.prepare_networks(config.load(overrides=["compile=losses"]), net, None)
     assert net._compiled_call_impl is None  # losses only: the networks stay eager
-    step.prepare_compile(config.load(overrides=["compile=all"]), net, None)
+    step.prepare_networks(config.load(overrides=["compile=all"]), net, None)
     assert net._compiled_call_impl is not None and list(net.state_dict()) == keys
     assert step.loss_function(config.load()) is step.loss_terms
     with torch.no_grad():  # validation stays eager

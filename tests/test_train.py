@@ -402,3 +402,27 @@ def test_the_optimiser_follows_the_schedule(tiny_synthetic, tmp_path):
     assert logged == pytest.approx([train.learning_rate(cfg, s, 4) for s in range(4)])
     saved = checkpoint.load(tmp_path / "run" / "last.pt")["optimizer"]["param_groups"][0]
     assert saved["lr"] == pytest.approx(logged[-1])
+
+
+def test_channels_last_networks_give_the_same_losses_and_gradients(tiny_synthetic):
+    from scdepth.data.dataset import TrainFolder
+    from scdepth.models import DepthNet, PoseNet
+    from scdepth.step import prepare_networks
+
+    data = TrainFolder(tiny_synthetic, image_size=(64, 64), seed=0)
+    batch = {k: v.double() for k, v in torch.utils.data.default_collate([data[0]]).items()}
+    results = {}
+    for layout in (False, True):
+        cfg = tiny_config(tiny_synthetic, channels_last=layout)
+        torch.manual_seed(0)
+        nets = DepthNet(18).double(), PoseNet(18).double()
+        prepare_networks(cfg, *nets)
+        conv = next(m for m in nets[0].modules() if isinstance(m, torch.nn.Conv2d)).weight
+        assert conv.is_contiguous(memory_format=torch.channels_last) == layout
+        total, _, _ = compute_losses(*nets, batch, cfg, get_backend("ext"), 7)
+        total.backward()
+        results[layout] = (total, [p.grad for n in nets for p in n.parameters()])
+    torch.testing.assert_close(results[True][0], results[False][0], rtol=1e-9, atol=1e-12)
+    for a, b in zip(results[True][1], results[False][1], strict=True):
+        scale = b.abs().max().clamp_min(1e-12)
+        torch.testing.assert_close(a / scale, b / scale, rtol=1e-7, atol=1e-7)
