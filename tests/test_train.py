@@ -390,7 +390,7 @@ def test_learning_rate_schedules():
     assert lrs[4] == 1e-3 and lrs[9] == pytest.approx(5e-4)  # cosine: halfway at 5 of 10
     assert all(a > b for a, b in zip(lrs[4:-1], lrs[5:], strict=True))
     assert lrs[13] == pytest.approx(5e-4 * (1 + math.cos(0.9 * math.pi)))
-    constant = config.load(overrides=["lr=1e-3"])
+    constant = config.load(overrides=["lr=1e-3", "lr_schedule=constant"])
     assert {train.learning_rate(constant, s, 14) for s in range(14)} == {1e-3}
 
 
