@@ -77,9 +77,9 @@ class Config:
     )
     # optimisation
     lr: float = 1e-4
-    # cosine (default: the validation curve settles; benchmarks/RESULTS.md) | constant (the
-    # public code); cosine takes lr to 0 over the run; after warmup_steps of a
-    # linear ramp from lr / warmup_steps. A pure function of the step, so resume follows it.
+    # cosine (default: lr to 0 over the run; the validation curve settles, RESULTS.md) |
+    # constant (the public code); both after warmup_steps of a linear ramp. A function of
+    # the step, so a resume follows it.
     lr_schedule: str = "cosine"
     warmup_steps: int = 0
     batch_size: int = 4

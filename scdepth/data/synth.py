@@ -25,8 +25,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 from tqdm import tqdm
 
+from ..ops.reference import ordinal_labels
 from .poses import POSES_FILE, TIMES_FILE, write_poses, write_times
 from .render import render
 from .scenes import DEFAULT_DYNAMIC, DEFAULT_SIZE, PRESETS
@@ -78,7 +80,7 @@ def pseudo_depth_quality(pairs, rng, tau=0.15, n_pairs=4000) -> dict:
         ok = gt > 0
         g, p = gt[ok].astype(np.float64), pseudo[ok].astype(np.float64)
         a, b = rng.integers(0, g.size, (2, n_pairs))
-        label = np.where(p[a] >= (1 + tau) * p[b], 1, np.where(p[b] >= (1 + tau) * p[a], -1, 0))
+        label = ordinal_labels(torch.from_numpy(p[a]), torch.from_numpy(p[b]), tau).numpy()
         keep = label != 0
         agree += int((np.sign(g[a] - g[b])[keep] == label[keep]).sum())
         used += int(keep.sum())
@@ -278,8 +280,8 @@ def generate(
     extra hand-held rotation shake (consecutive frames then differ by about 0.45 x rotation
     more per axis; 0: none; the scenes of a seed are otherwise the same). pseudo_error scales
     the simulated pseudo-depth's errors (simulate_pseudo_depth; its measured quality goes
-    into synth.json). Scenes render in
-    ``workers`` processes (default: one per core); the files do not depend on it. Refuses a
+    into synth.json). Scenes render in ``workers`` processes (default: one per core); the
+    files do not depend on it. Refuses a
     non-empty ``out_dir`` unless ``overwrite`` (which then replaces only what this function writes).
     """
     image_size = tuple(int(v) for v in (image_size or DEFAULT_SIZE.get(preset, (128, 160))))
