@@ -66,7 +66,7 @@ class Config:
     dataset: str = "synthetic"
     data_root: str = "data/synthetic-indoor-12"
     synth_preset: str = "indoor"  # generated into data_root when it is missing (synthetic only)
-    synth_scenes: int = 12  # training scenes generated (plus one val and one test scene)
+    synth_scenes: int = 12  # training scenes generated (plus synth.VAL_SCENES val, one test)
     image_size: tuple = (96, 128)  # (H, W), multiples of 32
     sequence_length: int = 3
     skip_frames: int = 1

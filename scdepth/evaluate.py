@@ -181,6 +181,11 @@ def evaluate_folder(
     return _score(folder, predict, spec, median_scaling, progress, f"eval {dataset} {split}")
 
 
+def spread(n: int, k: int) -> list[int]:
+    """k indices spread evenly over range(n) from 0 (all of them when k >= n)."""
+    return list(range(n)) if k >= n else [i * n // k for i in range(k)]
+
+
 def evaluate_model(
     model,
     data_root,
@@ -194,13 +199,14 @@ def evaluate_model(
     max_images: int = 0,
 ) -> dict:
     """Score a depth model (normalised [1, 3, H, W] at image_size -> depth [1, 1, H, W]) on a
-    split; max_images > 0 scores only the first that many images."""
+    split; max_images > 0 scores only that many images, spread evenly over the split (so over
+    all its scenes)."""
     import torch
 
     spec = get_spec(dataset)
     folder = _folder(data_root, dataset, split, image_size)
     if max_images:
-        folder.records = folder.records[:max_images]
+        folder.records = [folder.records[i] for i in spread(len(folder.records), max_images)]
 
     @torch.no_grad()
     def predict(index, name):

@@ -11,7 +11,7 @@ import torch
 from . import pose_eval, rectify, viz
 from .data.dataset import TrainFolder, ValFolder
 from .data.layout import DatasetError
-from .evaluate import evaluate_model
+from .evaluate import evaluate_model, spread
 from .step import compute_losses
 
 
@@ -42,14 +42,14 @@ class Validator:
         if cfg.method == "sc_depth_v2":  # (target, references) to rectify
             self.pairs = self.folder if self.mode == "photo" else sequences()
 
-    def frames(self, folder=None):
-        n = len(self.folder if folder is None else folder)
-        return n if not self.cfg.val_max_frames else min(n, self.cfg.val_max_frames)
+    def indices(self, folder):
+        """The val_max_frames (0: all) indices of `folder` validated, spread over its scenes."""
+        return spread(len(folder), self.cfg.val_max_frames or len(folder))
 
     @torch.no_grad()
     def __call__(self, depth_net, pose_net, ops, device, rectify_net=None):
-        """{metric: value} over the first val_max_frames validation frames; "ate_snippet"
-        over the first val_max_frames frames of each val scene with poses."""
+        """{metric: value} over val_max_frames validation frames spread over the val scenes;
+        "ate_snippet" over the first val_max_frames frames of each val scene with poses."""
         if self.mode is None:
             return {}
         nets = [n for n in (depth_net, pose_net, rectify_net) if n is not None]
@@ -80,15 +80,15 @@ class Validator:
                     max_images=self.cfg.val_max_frames,
                 )
                 return {**{k: v for k, v in m["all"].items() if k != "count"}, **extra}
-            total = 0.0
-            for i in range(self.frames()):
+            total, picks = 0.0, self.indices(self.folder)
+            for i in picks:
                 batch = torch.utils.data.default_collate([self.folder[i]])
                 batch = {k: v.to(device) for k, v in batch.items()}
                 _, terms, _ = compute_losses(
                     depth_net, pose_net, batch, self.cfg, ops, 0, rectify_net=rectify_net
                 )
                 total += float(terms["photo"])
-            return {"photo": total / max(self.frames(), 1), **extra}
+            return {"photo": total / max(len(picks), 1), **extra}
         finally:
             for net in nets:
                 net.train()
@@ -101,11 +101,12 @@ class Validator:
         return pair, rectify.rectify(rectify_net, pair["tgt"], pair["refs"], pair["K"], ops, gen)
 
     def rotation(self, rectify_net, ops, device):
-        """Mean |r1| and |r2| over the first val_max_frames validation pairs (eval mode)."""
-        n = self.frames(self.pairs)
-        if n == 0:
+        """Mean |r1| and |r2| over val_max_frames validation pairs (eval mode)."""
+        picks = self.indices(self.pairs)
+        if not picks:
             return {}
-        terms = [self.rectified(rectify_net, ops, device, i)[1].terms for i in range(n)]
+        terms = [self.rectified(rectify_net, ops, device, i)[1].terms for i in picks]
+        n = len(terms)
         return {k: sum(float(t[k]) for t in terms) / n for k in ("rot_before", "rot_after")}
 
     @torch.no_grad()
@@ -135,8 +136,7 @@ class Validator:
 
     def picks(self, n):
         """sheet_frames indices spread over range(n)."""
-        stride = max(1, n // max(self.cfg.sheet_frames, 1))
-        return list(range(0, n, stride))[: self.cfg.sheet_frames]
+        return spread(n, max(self.cfg.sheet_frames, 1))
 
     def depth_sheet(self, depth_net, device):
         depth_net.eval()

@@ -30,6 +30,7 @@ def tiny_synthetic(tmp_path_factory):
         seed=0,
         image_size=(64, 64),
         num_scenes=2,
+        val_scenes=1,
         frames_per_scene=8,
         workers=1,
         progress=False,

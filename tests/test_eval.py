@@ -10,12 +10,15 @@ import pytest
 import torch
 from data_fixtures import make_testing
 
+from scdepth.data.dataset import TestFolder
 from scdepth.data.datasets import get_spec
 from scdepth.evaluate import (
     compute_depth_metrics,
     evaluate_folder,
     evaluate_image,
+    evaluate_model,
     main,
+    spread,
     valid_mask,
 )
 
@@ -230,3 +233,25 @@ def test_split_without_seg_mask_scores_all_pixels_only(tmp_path, capsys):
     assert [line.split()[0] for line in lines[2:4]] == ["all", "(no"]
     assert "dynamic" not in lines[2] and len(lines) == 4
     assert set(json.loads((tmp_path / "r.json").read_text())["regions"]) == {"all"}
+
+
+def test_spread_picks_evenly_from_the_start():
+    assert spread(10, 3) == [0, 3, 6]
+    assert spread(3, 5) == [0, 1, 2] and spread(0, 4) == []
+
+
+def test_max_images_are_spread_over_the_split(tmp_path):
+    """Validation scores max_images frames from all val scenes, not the first scene's."""
+    root = make_testing(tmp_path / "ds", n=4)
+    size = np.load(root / "testing/depth/img0.npy").shape
+    seen = []
+
+    def model(img):
+        seen.append(img)
+        return torch.ones(1, 1, *img.shape[-2:])
+
+    r = evaluate_model(model, root, "synthetic", image_size=size, progress=False, max_images=2)
+    assert r["all"]["count"] == 2
+    folder = TestFolder(root, image_size=size)
+    for img, i in zip(seen, [0, 2], strict=True):
+        torch.testing.assert_close(img, folder[i]["img"][None])

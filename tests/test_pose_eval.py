@@ -25,7 +25,13 @@ def synth(tmp_path_factory):
     """1 training scene and the val scene, 8 frames each, with poses.txt."""
     root = tmp_path_factory.mktemp("pose") / "indoor"
     return generate(
-        root, image_size=SIZE, num_scenes=1, frames_per_scene=8, workers=1, progress=False
+        root,
+        image_size=SIZE,
+        num_scenes=1,
+        val_scenes=1,
+        frames_per_scene=8,
+        workers=1,
+        progress=False,
     )
 
 
@@ -196,7 +202,13 @@ def test_checkpoint_posenet_runs_and_one_without_posenet_is_refused(synth, tmp_p
 
 def test_bad_scenes_name_the_file_or_scene(tmp_path):
     root = generate(
-        tmp_path / "d", image_size=SIZE, num_scenes=1, frames_per_scene=4, workers=1, progress=False
+        tmp_path / "d",
+        image_size=SIZE,
+        num_scenes=1,
+        val_scenes=1,
+        frames_per_scene=4,
+        workers=1,
+        progress=False,
     )
     with pytest.raises(DatasetError, match="scene val_00 .*4 frames; the 5-frame snippet ATE"):
         pose_eval.pose_scenes(root, "val")

@@ -10,7 +10,9 @@ from scdepth.data.dataset import TestFolder, TrainFolder, ValFolder
 from scdepth.data.render import Prim, render
 from scdepth.data.synth import generate, main, pseudo_depth_quality, simulate_pseudo_depth
 
-TINY = dict(image_size=(24, 32), num_scenes=2, frames_per_scene=5, progress=False, workers=1)
+TINY = dict(
+    image_size=(24, 32), num_scenes=2, val_scenes=2, frames_per_scene=5, progress=False, workers=1
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +36,8 @@ def test_layout_is_loadable(indoor):
     item = ds[0]
     assert item["tgt"].shape == (3, 24, 32) and item["pseudo_depth"].shape == (1, 24, 32)
     val, test = ValFolder(indoor, image_size=(24, 32)), TestFolder(indoor, image_size=(24, 32))
-    assert len(val) == len(test) == 5
+    assert len(val) == 2 * 5 and len(test) == 5
+    assert (indoor / "training/val.txt").read_text() == "val_00\nval_01\n"
     depth = test[0]["depth"]
     assert (depth > 0.1).all() and (depth < 15).all()  # a closed room: GT everywhere
     masks = np.stack([test[i]["mask"].numpy() for i in range(5)])
@@ -43,7 +46,7 @@ def test_layout_is_loadable(indoor):
     assert meta["measured_dynamic_fraction"] == pytest.approx(masks.mean(), abs=0.3)
     sheet = cv2.imread(str(indoor / "contact_sheet.png"))
     assert sheet.shape[1] == 4 * 32 and sheet.shape[0] % 24 == 0
-    for d in (indoor / "training/scene_00", indoor / "training/val_00"):
+    for d in (indoor / "training/scene_00", indoor / "training/val_01"):
         assert sorted(p.stem for p in d.glob("*.png")) == [f"{i:06d}" for i in range(5)]
 
 
@@ -66,23 +69,21 @@ def test_deterministic_for_a_seed(tmp_path, indoor):
     assert len(differing) > 0.9 * sum(k.suffix == ".png" for k in a)
 
 
-def test_more_training_scenes_leave_val_and_test_as_they_were(tmp_path, indoor):
+def test_more_scenes_leave_the_others_as_they_were(tmp_path, indoor):
     more = generate(
         tmp_path / "more",
         preset="indoor",
         seed=0,
         dynamic_fraction=0.3,
-        **{**TINY, "num_scenes": 3},
+        **{**TINY, "num_scenes": 3, "val_scenes": 3},
     )
     a, b = _files(indoor), _files(more)
-    kept = [
-        k
-        for k in a
-        if k.parts[0] == "testing"
-        or k.parts[:2] in {("training", "val_00"), ("training", "scene_01")}
-    ]
+    scenes = {("training", s) for s in ("val_00", "val_01", "scene_01")}
+    kept = [k for k in a if k.parts[0] == "testing" or k.parts[:2] in scenes]
     assert kept and all(a[k] == b[k] for k in kept)
-    assert any(k.parts[:2] == ("training", "scene_02") for k in b)
+    for new in ("scene_02", "val_02"):
+        assert any(k.parts[:2] == ("training", new) for k in b)
+    assert (more / "training/val.txt").read_text() == "val_00\nval_01\nval_02\n"
 
 
 def test_refuses_non_empty_folder_unless_overwrite(tmp_path):
@@ -97,6 +98,8 @@ def test_refuses_non_empty_folder_unless_overwrite(tmp_path):
         main(["--out", str(out), "--size", "24", "32", "--no-progress"])
     with pytest.raises(ValueError, match="dynamic_fraction"):
         generate(tmp_path / "x", dynamic_fraction=1.5, **TINY)
+    with pytest.raises(ValueError, match="val_scenes"):
+        generate(tmp_path / "x", **{**TINY, "val_scenes": 0})
 
 
 def test_outdoor_cli(tmp_path, capsys):

@@ -1,8 +1,8 @@
 """scdepth-synth: photo-textured synthetic video with exact depth, camera motion and movers.
 
-Writes the SC-Depth layout (see layout.py) with ``num_scenes`` training scenes, one
-validation scene (GT depth in ``depth/*.npy``, float32 metres, 0 where nothing was hit) and
-one test scene in ``testing/`` (color, depth .npy, seg_mask). Every scene also gets
+Writes the SC-Depth layout (see layout.py) with ``num_scenes`` training scenes,
+``val_scenes`` validation scenes (GT depth in ``depth/*.npy``, float32 metres, 0 where nothing
+was hit) and one test scene in ``testing/`` (color, depth .npy, seg_mask). Every scene also gets
 ``seg_mask/`` (255 on dynamic pixels) and a simulated LeReS pseudo-depth in ``leres_depth/``;
 every training and val scene the exact camera path in ``poses.txt`` (camera-to-world, see
 poses.py) and ``times.txt`` (FRAME_RATE).
@@ -39,6 +39,9 @@ OUTPUTS = ("training", "testing", "contact_sheet.png", "synth.json")
 # records it), LeReS's zero-shot figure on NYUv2 (AbsRel 9.0, Yin et al., CVPR 2021), the
 # model SC-DepthV3 takes its pseudo-depth from. 1 is the model of earlier releases (0.07).
 PSEUDO_ERROR = 1.35
+# Validation scenes: best.pt and the validation curve follow them, and one 50-frame scene made
+# both follow that scene's quirks (issue 15; RESULTS.md 'Learning').
+VAL_SCENES = 3
 FRAME_RATE = 10.0  # frames per second of times.txt: the presets move about 0.1 s per frame
 
 
@@ -262,6 +265,7 @@ def generate(
     seed: int = 0,
     image_size=None,
     num_scenes: int = 4,
+    val_scenes: int = VAL_SCENES,
     frames_per_scene: int = 50,
     dynamic_fraction: float | None = None,
     exposure_change: float = 0.02,
@@ -272,7 +276,8 @@ def generate(
     overwrite: bool = False,
     progress: bool = True,
 ) -> Path:
-    """Render ``num_scenes`` training scenes, one val and one test scene into ``out_dir``.
+    """Render ``num_scenes`` training scenes, ``val_scenes`` val scenes and one test scene
+    into ``out_dir``.
 
     image_size (H, W) defaults to 128x160 indoor and 128x416 outdoor; dynamic_fraction
     (rough share of dynamic pixels) to 0.25 indoor and 0.1 outdoor; exposure_change is the
@@ -290,6 +295,8 @@ def generate(
     _check_args(preset, image_size, num_scenes, frames_per_scene, dynamic_fraction, exposure_change)
     if not 0 <= rotation <= 0.3:
         raise ValueError(f"rotation must be in [0, 0.3] rad, got {rotation}")
+    if not 1 <= val_scenes <= 100:
+        raise ValueError(f"val_scenes must be in [1, 100], got {val_scenes}")
     if not 0 <= pseudo_error <= 10:
         raise ValueError(f"pseudo_error must be in [0, 10], got {pseudo_error}")
     out = Path(out_dir)
@@ -302,9 +309,10 @@ def generate(
             p = out / name
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
     training = out / "training"
-    names = [f"scene_{i:02d}" for i in range(num_scenes)] + ["val_00", "test_00"]
-    # Each scene's random stream comes from (seed, its name): more training scenes leave the
-    # val and test scenes as they were, so runs on different amounts of data compare.
+    val = [f"val_{i:02d}" for i in range(val_scenes)]
+    names = [f"scene_{i:02d}" for i in range(num_scenes)] + val + ["test_00"]
+    # Each scene's random stream comes from (seed, its name): more training or val scenes
+    # leave the others as they were, so runs on different amounts of data compare.
     seeds = [np.random.SeedSequence([seed, zlib.crc32(name.encode())]) for name in names]
     jobs = [
         (
@@ -342,14 +350,15 @@ def generate(
         [(depth, pseudo) for rows in samples for _, depth, pseudo, _ in rows],
         np.random.default_rng(seed),
     )
-    (training / "train.txt").write_text("".join(f"{n}\n" for n in names[:-2]))
-    (training / "val.txt").write_text("val_00\n")
+    (training / "train.txt").write_text("".join(f"{n}\n" for n in names[:num_scenes]))
+    (training / "val.txt").write_text("".join(f"{n}\n" for n in val))
     contact_sheet(sheet[:4], out / "contact_sheet.png")
     meta = {
         "preset": preset,
         "seed": seed,
         "image_size": list(image_size),
         "num_scenes": num_scenes,
+        "val_scenes": val_scenes,
         "frames_per_scene": frames_per_scene,
         "dynamic_fraction": dynamic_fraction,
         "measured_dynamic_fraction": round(float(np.mean(dyn_pixels)), 4),
@@ -371,7 +380,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, help="output dataset root")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None)
-    ap.add_argument("--scenes", type=int, default=4, help="training scenes (plus 1 val, 1 test)")
+    ap.add_argument("--scenes", type=int, default=4, help="training scenes")
+    ap.add_argument(
+        "--val-scenes", type=int, default=VAL_SCENES, help="validation scenes (plus 1 test scene)"
+    )
     ap.add_argument("--frames", type=int, default=50, help="frames per scene")
     ap.add_argument("--dynamic-fraction", type=float, default=None)
     ap.add_argument("--exposure-change", type=float, default=0.02)
@@ -399,6 +411,7 @@ def main(argv=None) -> int:
             seed=a.seed,
             image_size=a.size,
             num_scenes=a.scenes,
+            val_scenes=a.val_scenes,
             frames_per_scene=a.frames,
             dynamic_fraction=a.dynamic_fraction,
             exposure_change=a.exposure_change,
