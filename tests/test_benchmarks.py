@@ -93,6 +93,31 @@ def test_step_benchmark_row():
     assert 0 <= row["ext"]["loss_share"] <= 1
 
 
+def test_public_step_benchmark_runs_every_variant():
+    from benchmarks import bench_public_step
+
+    row = bench_public_step.run((1, 64, 64), warmup=0, repeat=1, log=lambda m: None)
+    assert set(row["variants"]) == set(bench_public_step.VARIANTS)
+    for v in row["variants"].values():
+        assert v["step_s"] > 0 and v["peak_bytes"] > 0 and v["speedup_over_public"] > 0
+    assert row["variants"]["public"]["speedup_over_public"] == 1.0
+
+
+def test_public_step_trains_both_networks():
+    """The public pattern's loss reaches every DepthNet and PoseNet weight it should."""
+    from benchmarks import bench_public_step
+    from benchmarks.bench_step import batch_for
+    from scdepth.models import DepthNet, PoseNet
+
+    depth_net, pose_net = DepthNet(18), PoseNet(18)
+    total, terms = bench_public_step.public_step(depth_net, pose_net, batch_for(1, 64, 64, "cpu"))
+    total.backward()
+    assert set(terms) == {"photo", "geometry", "normal_matching", "mask_rank", "normal_rank"}
+    for net in (depth_net, pose_net):
+        grads = [p.grad for p in net.parameters() if p.requires_grad]
+        assert all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
+
+
 def fake_result(kind="cpu", quick=False, **parts):
     machine = {"kind": kind, "device": "Test CPU", "cpu": "Test CPU", "cores": 2, "threads": 2,
                "torch": "2.x", "cuda": None}  # fmt: skip
