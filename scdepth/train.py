@@ -29,7 +29,7 @@ from .distributed import Dist
 from .evaluate import evaluate_model, format_table
 from .models import DepthNet, PoseNet, RectifyNet
 from .models.encoder import PretrainedUnavailable
-from .ops import get_backend
+from .ops import _checks, get_backend
 from .step import compute_losses, prepare_networks
 from .validate import Validator
 
@@ -132,9 +132,16 @@ def make_loader(train_set, cfg, rank, first_step, device):
 
 
 def to_device(batch, device):
-    return {
+    """The batch on `device`; its K checked on the host first, so that no warp of the step
+    reads K back from the device (ops._checks.mark_checked)."""
+    if "K" in batch:
+        _checks.check_intrinsics(batch["K"])
+    out = {
         k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()
     }
+    if "K" in out:
+        _checks.mark_checked(out["K"])
+    return out
 
 
 class Log:

@@ -6,7 +6,7 @@ from conftest import devices
 from helpers import warp_inputs
 
 import scdepth.ops as ops
-from scdepth.ops import reference
+from scdepth.ops import _checks, reference
 
 FLOAT_TYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
 
@@ -228,6 +228,30 @@ def test_intrinsics_invertible_only_in_float64_are_rejected_in_float32(op):
     assert torch.isfinite(warped).all()
     with pytest.raises(ValueError, match=r"K\[1\] must be finite and invertible"):
         op(*(t.float() for t in (src, depth, pose, K)))
+
+
+def test_intrinsics_are_read_once_until_they_change(monkeypatch):
+    """A K that passed is not read back again (no device sync per warp); in-place changes
+    void that."""
+    src, depth, pose, K = warp_inputs(B=2, C=1, H=4, W=5, seed=15)
+    ops.inverse_warp(src, depth, pose, K)
+    with monkeypatch.context() as m:
+        m.setattr(_checks, "_det_and_cofactors", lambda k: pytest.fail("K was read again"))
+        ops.inverse_warp(src, depth, pose, K)
+    K[0] = 0
+    with pytest.raises(ValueError, match=r"K\[0\] must be finite and invertible"):
+        ops.inverse_warp(src, depth, pose, K)
+
+
+def test_the_trainer_checks_k_on_the_host_before_the_copy():
+    from scdepth.train import to_device
+
+    _, _, _, K = warp_inputs(B=2, C=1, H=4, W=5, seed=16)
+    moved = to_device({"K": K.clone(), "name": "x"}, "cpu")
+    assert _checks._is_marked(moved["K"]) and moved["name"] == "x"
+    K[1] = float("nan")
+    with pytest.raises(ValueError, match=r"K\[1\] must be finite"):
+        to_device({"K": K}, "cpu")
 
 
 def test_raw_op_checks_arguments_too():

@@ -6,6 +6,7 @@ types (TypeError for dtypes, ValueError for shapes, devices and values).
 
 import math
 import operator
+import weakref
 
 import torch
 
@@ -55,13 +56,35 @@ def check_inverse_warp(src, depth, pose, K):
         raise ValueError(f"K must be [B, 3, 3] with B = {B}, got {list(K.shape)}")
 
 
+# id(K) -> (weak reference to K, K._version) of the tensors known to hold good intrinsics
+_checked: dict[int, tuple[weakref.ref, int]] = {}
+
+
+def mark_checked(K):
+    """Records that K holds good intrinsics (e.g. the device copy of a host tensor that
+    check_intrinsics passed), so that checking this tensor again, unchanged, reads nothing
+    back: the trainer checks each batch's K on the host and its warps then never wait on the
+    device. An in-place change of K (its version) voids the mark."""
+    if K.is_inference():  # no version counter to tell a change
+        return
+    key = id(K)
+    _checked[key] = (weakref.ref(K, lambda _: _checked.pop(key, None)), K._version)
+
+
+def _is_marked(K):
+    entry = _checked.get(id(K))
+    return entry is not None and entry[0]() is K and entry[1] == K._version
+
+
 def check_intrinsics(K):
     """Every K[b] must be finite and invertible, in float64 and in the precision the kernels
     invert it in (float32 unless K is float64): a float32 K such as diag(1e-20, 1e-20, 1) is
     invertible in float64, but its float32 inverse overflows and every pixel would come out
-    invalid. Reads the values (one small device sync), so it is skipped while torch.compile
-    traces."""
+    invalid. Reads the values (one small device sync) unless K passed before (mark_checked),
+    and is skipped while torch.compile traces."""
     if torch.compiler.is_compiling() or K.numel() == 0 or K.device.type == "meta":
+        return
+    if _is_marked(K):
         return
     if K.dim() != 3 or tuple(K.shape[1:]) != (3, 3):
         return  # a shape error, reported by the op's own checks
@@ -74,6 +97,7 @@ def check_intrinsics(K):
     if bool(bad.any()):
         n = int(bad.nonzero()[0, 0])
         raise ValueError(f"K[{n}] must be finite and invertible, got {K[n].tolist()}")
+    mark_checked(K)
 
 
 def _det_and_cofactors(k):
