@@ -20,19 +20,15 @@ from scdepth.models import PoseNet
 SIZE = (24, 32)
 
 
+def one_scene_each(root, frames):
+    """1 training scene and 1 val scene of `frames` frames, with poses.txt."""
+    kw = dict(image_size=SIZE, num_scenes=1, val_scenes=1, workers=1, progress=False)
+    return generate(root, frames_per_scene=frames, **kw)
+
+
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
-    """1 training scene and the val scene, 8 frames each, with poses.txt."""
-    root = tmp_path_factory.mktemp("pose") / "indoor"
-    return generate(
-        root,
-        image_size=SIZE,
-        num_scenes=1,
-        val_scenes=1,
-        frames_per_scene=8,
-        workers=1,
-        progress=False,
-    )
+    return one_scene_each(tmp_path_factory.mktemp("pose") / "indoor", 8)
 
 
 def mat2vec(T):
@@ -201,15 +197,7 @@ def test_checkpoint_posenet_runs_and_one_without_posenet_is_refused(synth, tmp_p
 
 
 def test_bad_scenes_name_the_file_or_scene(tmp_path):
-    root = generate(
-        tmp_path / "d",
-        image_size=SIZE,
-        num_scenes=1,
-        val_scenes=1,
-        frames_per_scene=4,
-        workers=1,
-        progress=False,
-    )
+    root = one_scene_each(tmp_path / "d", 4)
     with pytest.raises(DatasetError, match="scene val_00 .*4 frames; the 5-frame snippet ATE"):
         pose_eval.pose_scenes(root, "val")
     with pytest.raises(DatasetError, match="no such scene"):
