@@ -64,9 +64,9 @@ class Config:
     # what to train
     method: str = "sc_depth_v3"
     dataset: str = "synthetic"
-    data_root: str = "data/synthetic-indoor-12"
+    data_root: str = "data/synthetic-indoor-24"
     synth_preset: str = "indoor"  # generated into data_root when it is missing (synthetic only)
-    synth_scenes: int = 12  # training scenes generated (plus synth.VAL_SCENES val, one test)
+    synth_scenes: int = 24  # training scenes generated (plus synth.VAL_SCENES val, one test)
     image_size: tuple = (96, 128)  # (H, W), multiples of 32
     sequence_length: int = 3
     skip_frames: int = 1
