@@ -112,8 +112,8 @@ class Config:
     device: str = "auto"  # auto | cpu | cuda
     num_workers: int = 2
     # Same seed, data and thread count -> bit-identical runs on the CPU (torch's deterministic
-    # algorithms; costs nothing measurable here). On a GPU the atomics of inverse_warp's grad_src and of
-    # some torch kernels stay nondeterministic: they are reported once, not refused.
+    # algorithms; costs nothing measurable here). On a GPU the atomics of inverse_warp's
+    # grad_src and of some torch kernels stay nondeterministic: reported once, not refused.
     deterministic: bool = True
     # torch.compile: none | losses (the loss terms, one whole graph) | all (and the networks)
     compile: str = "none"

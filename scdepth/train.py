@@ -128,14 +128,20 @@ def make_loader(train_set, cfg, rank, first_step, device):
         batch_sampler=RunBatches(len(train_set), cfg, rank, first_step),
         num_workers=cfg.num_workers,
         pin_memory=device.type == "cuda",
+        collate_fn=collate,
     )
 
 
+def collate(items):
+    """default_collate, with the batch's K checked on the host, in the loader's workers."""
+    batch = torch.utils.data.default_collate(items)
+    _checks.check_intrinsics(batch["K"])
+    return batch
+
+
 def to_device(batch, device):
-    """The batch on `device`; its K checked on the host first, so that no warp of the step
-    reads K back from the device (ops._checks.mark_checked)."""
-    if "K" in batch:
-        _checks.check_intrinsics(batch["K"])
+    """A loader batch (collate checked its K) on `device`, its K marked as checked, so that
+    no warp of the step reads K back from the device (ops._checks.mark_checked)."""
     out = {
         k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()
     }

@@ -244,14 +244,15 @@ def test_intrinsics_are_read_once_until_they_change(monkeypatch):
 
 
 def test_the_trainer_checks_k_on_the_host_before_the_copy():
-    from scdepth.train import to_device
+    from scdepth.train import collate, to_device
 
     _, _, _, K = warp_inputs(B=2, C=1, H=4, W=5, seed=16)
-    moved = to_device({"K": K.clone(), "name": "x"}, "cpu")
-    assert _checks._is_marked(moved["K"]) and moved["name"] == "x"
-    K[1] = float("nan")
+    items = [{"K": k, "name": "x"} for k in K.float()]
+    moved = to_device(collate(items), "cpu")
+    assert _checks._is_marked(moved["K"]) and moved["name"] == ["x", "x"]
+    items[1]["K"] = items[1]["K"].clone().fill_(float("nan"))
     with pytest.raises(ValueError, match=r"K\[1\] must be finite"):
-        to_device({"K": K}, "cpu")
+        collate(items)
 
 
 def test_raw_op_checks_arguments_too():
