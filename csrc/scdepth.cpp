@@ -3,6 +3,8 @@
 // (meta) kernels in scdepth/ops/*.py. Backward passes are ops of their own.
 #include <torch/extension.h>
 
+#include "host/host_cache.h"
+
 TORCH_LIBRARY(scdepth, m) {
   // Inverse warp (csrc/warp): src [B,C,H,W], depth [B,1,H,W], pose [B,3,4], K [B,3,3]
   //   -> (warped [B,C,H,W], computed_depth [B,1,H,W], valid [B,1,H,W]).
@@ -33,4 +35,21 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #else
   m.attr("with_cuda") = false;
 #endif
+  namespace hc = scdepth::host_cache;
+  m.def("host_cache_enable", &hc::enable, pybind11::arg("limit_factor"));
+  m.def("host_cache_disable", &hc::disable);
+  m.def("host_cache_empty", &hc::empty);
+  m.def("host_cache_size_class", &hc::size_class, pybind11::arg("nbytes"));
+  m.def("host_cache_stats", [] {
+    const hc::Stats s = hc::stats();
+    pybind11::dict d;
+    d["enabled"] = s.enabled;
+    d["in_use"] = s.in_use;
+    d["cached"] = s.cached;
+    d["peak"] = s.peak;
+    d["hits"] = s.hits;
+    d["misses"] = s.misses;
+    d["evicted"] = s.evicted;
+    return d;
+  });
 }

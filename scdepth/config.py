@@ -56,6 +56,7 @@ CHOICES = {
     "min_rule": ("valid_first", "public"),
     "rank_scale": ("raw", "mean"),
     "pretrained": ("none", "imagenet"),
+    "host_memory": ("cache", "system"),
 }
 
 
@@ -120,6 +121,10 @@ class Config:
     # the networks' weights (and so their activations) channels-last: faster convolutions on
     # the CPU (benchmarks/RESULTS.md); checkpoints are the same either way
     channels_last: bool = False
+    # cache (the extension's host cache keeps freed tensor memory for the next step instead
+    # of mapping it anew: no page faults after the first step, scdepth/host_memory.py) |
+    # system (torch's default allocator)
+    host_memory: str = "cache"
     log_every: int = 10
     val_max_frames: int = 64  # validation frames per epoch (0: all)
     max_bad_steps: int = 20  # consecutive non-finite steps before training stops

@@ -22,7 +22,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from . import checkpoint, config, plots, pose_eval
+from . import checkpoint, config, host_memory, plots, pose_eval
 from .data.dataset import TrainFolder
 from .data.layout import UnreadableFrame
 from .distributed import Dist
@@ -282,7 +282,8 @@ def train(cfg, out_dir, *, resume=False, progress=True):
     before_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     set_deterministic(cfg.deterministic, dist.device)
     try:
-        return Trainer(cfg, Path(out_dir), dist, resume, progress and dist.is_main).run()
+        with host_memory.caching(cfg.host_memory == "cache"):
+            return Trainer(cfg, Path(out_dir), dist, resume, progress and dist.is_main).run()
     finally:
         torch.use_deterministic_algorithms(before, warn_only=before_warn)
         dist.close()

@@ -72,6 +72,7 @@ def test_overrides_are_typed():
         ("ssim_window=4", "ssim_window must be odd"),
         ("drr_ratio=1", "drr_ratio must be in (0, 1)"),
         ("epochs=0", "epochs must be >= 1"),
+        ("host_memory=mmap", "host_memory must be cache or system, got 'mmap'"),
         ("noequals", "override must be key=value"),
     ],
 )

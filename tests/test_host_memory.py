@@ -1,0 +1,135 @@
+"""The host cache (scdepth.host_memory, csrc/host/host_cache.cpp): torch's CPU allocator
+while a run trains, keeping freed blocks of 1 MiB or more for the next step."""
+
+import platform
+import resource
+
+import pytest
+import torch
+
+from scdepth import host_memory
+from scdepth.ops import _ext
+
+pytestmark = pytest.mark.skipif(not _ext.AVAILABLE, reason="needs the compiled extension")
+MiB = 2**20
+
+
+def size_class(n):
+    return _ext._C.host_cache_size_class(n)
+
+
+def faults_of(fn):
+    """Minor page faults of this process during fn() (Linux: the kernel's count)."""
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    fn()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
+def touch(nbytes):
+    t = torch.empty(nbytes, dtype=torch.uint8)
+    t.fill_(1)
+    return t
+
+
+def test_size_classes_round_up_by_at_most_an_eighth():
+    assert size_class(1000) == 1000 and size_class(MiB - 1) == MiB - 1  # not cached: exact
+    prev = 0
+    for n in [MiB, MiB + 1, 3 * MiB + 5, 100 * MiB - 3, 163 * MiB + 12345, 5 * 2**30 + 7]:
+        c = size_class(n)
+        assert n <= c <= n * 1.125 and c >= prev
+        assert size_class(c) == c  # a class is its own class
+        prev = c
+    classes = {size_class(n) for n in range(64 * MiB + 1, 128 * MiB + 1, 99_991)}
+    assert len(classes) == 8  # (64, 128] MiB: 72, 80, ..., 128
+
+
+@pytest.mark.skipif(platform.system() != "Linux", reason="counts the kernel's page faults")
+def test_a_freed_block_is_reused_without_page_faults():
+    """torch's allocator maps a 64 MiB block anew each time (one fault a page); the cache
+    hands the same block back (none). The first half checks that the test can fail."""
+    pages = 64 * MiB // 4096
+    assert faults_of(lambda: touch(64 * MiB)) > 0.9 * pages  # system: fresh pages each time
+    with host_memory.caching():
+        touch(64 * MiB)
+        before = host_memory.stats()
+        assert faults_of(lambda: touch(64 * MiB)) < 0.05 * pages
+        after = host_memory.stats()
+        assert after["hits"] == before["hits"] + 1 and after["misses"] == before["misses"]
+    assert not host_memory.stats()["enabled"] and host_memory.stats()["cached"] == 0
+
+
+def test_the_cache_stays_within_its_limit():
+    """On a miss, cached blocks of other classes are freed while the process would hold more
+    than limit_factor x the peak in use; with a larger factor they stay."""
+    host_memory.enable(limit_factor=1.0)
+    try:
+        host_memory.empty()
+        peak = host_memory.stats()["peak"]
+        small = touch(8 * MiB)
+        del small
+        s = host_memory.stats()
+        assert s["cached"] >= 8 * MiB
+        big = touch(max(peak, 8 * MiB) + 32 * MiB)  # a new class beyond the peak: evicts
+        s2 = host_memory.stats()
+        assert s2["evicted"] - s["evicted"] >= 8 * MiB
+        assert s2["in_use"] + s2["cached"] <= max(s2["peak"], s2["in_use"])
+        del big
+        host_memory.enable(limit_factor=1e6)  # a larger limit: nothing is evicted
+        s3 = host_memory.stats()
+        held = [touch(size_class(3 * MiB) * (k + 2)) for k in range(3)]
+        del held
+        assert host_memory.stats()["evicted"] == s3["evicted"]
+    finally:
+        host_memory.disable()
+
+
+def test_tensors_cross_the_install_both_ways():
+    """A tensor made before the install is freed while it runs, one made while it runs is
+    freed after, and oneDNN's convolutions (whose memory torch frees through the current
+    allocator) run across both: nothing crashes and the numbers are those of torch's own."""
+    conv = torch.nn.Conv2d(16, 16, 3, padding=1)
+    x = torch.randn(4, 16, 64, 96, requires_grad=True)
+    expected = conv(x).square().sum()
+    expected.backward()
+    grad = x.grad.clone()
+    early = torch.randn(3 * MiB)
+    with host_memory.caching():
+        del early  # allocated by torch's allocator, freed while the cache is installed
+        x.grad = None
+        for _ in range(2):
+            got = conv(x).square().sum()
+            got.backward()
+        late = torch.ones(3 * MiB)
+        assert host_memory.stats()["in_use"] >= late.numel() * 4
+    assert torch.equal(got, expected) and torch.equal(x.grad, 2 * grad)
+    del late  # allocated by the cache, freed after it was taken out
+
+
+def test_the_profiler_still_sees_the_allocations():
+    """benchmarks.common.peak_bytes reads the profiler's memory events: they must still come."""
+    from benchmarks.common import peak_bytes
+
+    with host_memory.caching():
+        touch(16 * MiB)  # now cached: the measured call is a hit
+        peak = peak_bytes(lambda: touch(16 * MiB), "cpu")
+    assert 16 * MiB <= peak < 17 * MiB
+
+
+def test_the_trainer_installs_it_only_when_configured(monkeypatch, tmp_path):
+    from scdepth import train
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_trainer(*args, **kwargs):
+        seen.append(host_memory.stats()["enabled"])
+        raise Stop
+
+    monkeypatch.setattr(train, "Trainer", fake_trainer)
+    for setting in ("cache", "system"):
+        cfg = train.config.load(overrides=[f"host_memory={setting}", "device=cpu"])
+        with pytest.raises(Stop):
+            train.train(cfg, tmp_path / setting)
+    assert seen == [True, False] and not host_memory.stats()["enabled"]
