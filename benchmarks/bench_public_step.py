@@ -1,40 +1,75 @@
 """A whole SC-DepthV3 training step against the public code's step pattern (issue 16 item 3).
 
-    python -m benchmarks.bench_public_step [--size H W] [--batch B] [--repeat R] [--out FILE]
+    python -m benchmarks.bench_public_step [--size H W] [--batch B] [--repeat R]
+        [--variants public,ours,...] [--threads N] [--out FILE]
 
-Variants, run in turns (one step of each per round), each with its own copy of the same
-networks (DepthNet ResNet-18, PoseNet) and its own Adam:
+Variants, each on the same networks (DepthNet ResNet-18, PoseNet; seed 0) with its own Adam:
 
 - public: the public code's step: a DepthNet pass per frame and a PoseNet pass per direction
   (its SC_DepthV3.training_step), its loss stack (benchmarks/public_baseline.py: SSIM window
-  7, Python loops over the batch), backward, Adam; NCHW float32.
-- ours: scdepth.step.compute_losses on the extension (one batched pass per network, fused
-  ops, our defaults), backward, Adam; NCHW float32.
-- ours_channels_last: the same with the networks channels-last (config channels_last: true).
-- ours_channels_last_bf16: and the networks under bf16 autocast (config amp: bf16; the losses
-  stay float32). A change of precision, so reported apart from the target.
+  7, Python loops over the batch), backward, Adam; NCHW float32, torch's own allocator.
+- public_cache: the same under the host cache (scdepth.host_memory): what the allocator
+  alone gives the public pattern.
+- ours_system: scdepth.step.compute_losses on the extension (one batched pass per network,
+  fused ops, our defaults), backward, Adam; NCHW float32, torch's own allocator.
+- ours: the same under the host cache (config host_memory: cache, the trainer's default).
+- ours_channels_last: and the networks channels-last (config channels_last: true).
+- ours_channels_last_compile: and compile: all (networks and losses, torch.compile).
+- ours_channels_last_bf16: channels-last networks under bf16 autocast (config amp: bf16; the
+  losses stay float32). A change of precision, so reported apart from the target.
 
-Reports per variant the median step time, every round, the speed-up over public (the median
-of per-round ratios) and the peak memory of one step.
+Each variant runs in a fresh process of its own, and its step is timed as that process's
+second step (the first, also reported, pays oneDNN's kernel selection, the host cache's
+first fill and any compilation). The variants take turns, one process each per round, so a
+change of the machine's load hits them alike and no variant's memory sits beside another's.
+Reported per variant: the median step time, every round, the speed-up over public (the
+median of per-round ratios), the peak of the memory one step allocates (profiler, in the
+first round) and the process's peak resident memory (what the host cache holds shows there).
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
+import resource
 import statistics
+import subprocess
+import sys
+import time
 
 import torch
 
 from benchmarks import bench_losses, public_baseline
 from benchmarks.bench_step import batch_for
-from benchmarks.common import interleaved_timings, paired_ratio, peak_bytes
-from scdepth.models import DepthNet, PoseNet
-from scdepth.ops import get_backend
-from scdepth.step import compute_losses
+from benchmarks.common import paired_ratio, peak_bytes
 
-VARIANTS = ("public", "ours", "ours_channels_last", "ours_channels_last_bf16")
+VARIANTS = (
+    "public",
+    "public_cache",
+    "ours_system",
+    "ours",
+    "ours_channels_last",
+    "ours_channels_last_compile",
+    "ours_channels_last_bf16",
+)
+# Run unless --variants says otherwise (the compile variant adds minutes a round)
+DEFAULT_VARIANTS = (
+    "public",
+    "ours_system",
+    "ours",
+    "ours_channels_last",
+    "ours_channels_last_bf16",
+)
+
+
+def host_memory_of(variant):
+    """'cache' or 'system': the public code runs on torch's allocator, our trainer on the
+    host cache; a _cache / _system suffix says otherwise."""
+    if variant.endswith("_cache"):
+        return "cache"
+    if variant.endswith("_system"):
+        return "system"
+    return "system" if variant.startswith("public") else "cache"
 
 
 def public_step(depth_net, pose_net, batch):
@@ -57,55 +92,96 @@ def public_step(depth_net, pose_net, batch):
     )
 
 
-def make_steps(batch, variants=VARIANTS):
-    """{variant: fn() running one training step}, each on its own copy of the networks."""
+def make_step(variant, batch):
+    """A callable running one training step of `variant` on its own networks and Adam."""
+    from scdepth import step as train_step
+    from scdepth.models import DepthNet, PoseNet
+    from scdepth.ops import get_backend
+
     torch.manual_seed(0)
-    nets = DepthNet(18), PoseNet(18)
+    depth_net, pose_net = DepthNet(18), PoseNet(18)
     cfg = bench_losses.make_config("v3", ssim_window=3)  # our default window
-    ops = get_backend("ext")
-    counter = [0]
-    steps = {}
-    for name in variants:
-        depth_net, pose_net = (copy.deepcopy(n) for n in nets)
-        if "channels_last" in name:
-            for n in (depth_net, pose_net):
-                n.to(memory_format=torch.channels_last)
-        params = [*depth_net.parameters(), *pose_net.parameters()]
-        opt = torch.optim.Adam(params, lr=1e-4)
-        amp = torch.bfloat16 if name.endswith("bf16") else None
+    cfg.channels_last = "channels_last" in variant
+    cfg.compile = "all" if "compile" in variant else "none"
+    train_step.prepare_networks(cfg, depth_net, pose_net)
+    opt = torch.optim.Adam([*depth_net.parameters(), *pose_net.parameters()], lr=1e-4)
+    amp = torch.bfloat16 if variant.endswith("bf16") else None
+    ops, counter = get_backend("ext"), [0]
 
-        def step(name=name, depth_net=depth_net, pose_net=pose_net, opt=opt, amp=amp):
-            opt.zero_grad(set_to_none=True)
-            if name == "public":
-                total, _ = public_step(depth_net, pose_net, batch)
-            else:
-                total, _, _ = compute_losses(
-                    depth_net, pose_net, batch, cfg, ops, counter[0], amp_dtype=amp
-                )
-            total.backward()
-            opt.step()
-            counter[0] += 1
+    def one_step():
+        opt.zero_grad(set_to_none=True)
+        if variant.startswith("public"):
+            total, _ = public_step(depth_net, pose_net, batch)
+        else:
+            total, _, _ = train_step.compute_losses(
+                depth_net, pose_net, batch, cfg, ops, counter[0], amp_dtype=amp
+            )
+        total.backward()
+        opt.step()
+        counter[0] += 1
 
-        steps[name] = step
-    return steps
+    return one_step
 
 
-def run(shape, device="cpu", *, repeat=3, warmup=1, variants=VARIANTS, log=print):
-    B, H, W = shape
-    steps = make_steps(batch_for(B, H, W, device), variants)
-    times = interleaved_timings(steps, device, warmup=warmup, repeat=repeat)
-    row = {"shape": list(shape), "threads": torch.get_num_threads(), "variants": {}}
-    for name in variants:
-        row["variants"][name] = {
-            "step_s": statistics.median(times[name]),
-            "times_s": times[name],
-            "speedup_over_public": paired_ratio(times["public"], times[name]),
-            "peak_bytes": peak_bytes(steps[name], device, repeat=2),
+def measure(variant, shape, *, threads=0, peak=False):
+    """One variant in this process: its first and second step, peak memory, resident size."""
+    from scdepth import host_memory
+
+    if threads:
+        torch.set_num_threads(threads)
+    with host_memory.caching(host_memory_of(variant) == "cache"):
+        one_step = make_step(variant, batch_for(*shape, "cpu"))
+        times = []
+        for _ in range(2):
+            t0 = time.perf_counter()
+            one_step()
+            times.append(time.perf_counter() - t0)
+        row = {
+            "variant": variant,
+            "first_step_s": times[0],
+            "step_s": times[1],
+            "host_cache": host_memory.stats(),
+            "threads": torch.get_num_threads(),
         }
-        v = row["variants"][name]
+        if peak:
+            row["peak_bytes"] = peak_bytes(one_step, "cpu", repeat=2)
+    row["maxrss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return row
+
+
+def run_child(variant, shape, threads, peak):
+    cmd = [sys.executable, "-m", "benchmarks.bench_public_step", "--child", variant]
+    cmd += ["--batch", str(shape[0]), "--size", str(shape[1]), str(shape[2])]
+    cmd += ["--threads", str(threads)] + (["--peak"] if peak else [])
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run(shape, *, repeat=3, variants=DEFAULT_VARIANTS, threads=0, log=print):
+    """Every variant, `repeat` rounds of one fresh process each: the JSON row."""
+    rows = {v: [] for v in variants}
+    for r in range(repeat):
+        for v in variants:
+            rows[v].append(run_child(v, shape, threads, peak=r == 0))
+            log(f"  round {r + 1}/{repeat} {v}: {rows[v][-1]['step_s']:.2f} s")
+    public = [x["step_s"] for x in rows["public"]]
+    row = {"shape": list(shape), "threads": rows["public"][0]["threads"], "variants": {}}
+    for v in variants:
+        times = [x["step_s"] for x in rows[v]]
+        row["variants"][v] = out = {
+            "host_memory": host_memory_of(v),
+            "step_s": statistics.median(times),
+            "times_s": times,
+            "first_step_s": [x["first_step_s"] for x in rows[v]],
+            "speedup_over_public": paired_ratio(public, times),
+            "peak_bytes": rows[v][0]["peak_bytes"],
+            "maxrss_bytes": statistics.median(x["maxrss_bytes"] for x in rows[v]),
+            "host_cache": rows[v][-1]["host_cache"],
+        }
         log(
-            f"  {name}: {v['step_s']:.2f} s/step, {v['speedup_over_public']:.2f}x public, "
-            f"peak {v['peak_bytes'] / 2**20:.0f} MiB"
+            f"  {v}: {out['step_s']:.2f} s/step, {out['speedup_over_public']:.2f}x public, "
+            f"peak {out['peak_bytes'] / 2**20:.0f} MiB, resident {out['maxrss_bytes'] / 2**20:.0f}"
+            " MiB"
         )
     return row
 
@@ -115,14 +191,21 @@ def main(argv=None):
     ap.add_argument("--size", type=int, nargs=2, default=(256, 832), metavar=("H", "W"))
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--variants", default=",".join(DEFAULT_VARIANTS))
     ap.add_argument("--out", help="write the figures to this JSON file")
+    ap.add_argument("--child", help=argparse.SUPPRESS)  # one variant, in this process
+    ap.add_argument("--peak", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    shape = (a.batch, *a.size)
+    if a.child:
+        print(json.dumps(measure(a.child, shape, threads=a.threads, peak=a.peak)))
+        return 0
     variants = tuple(a.variants.split(","))
     unknown = set(variants) - set(VARIANTS)
     if unknown or "public" not in variants:
         ap.error(f"--variants: public and any of {', '.join(VARIANTS[1:])}, got {a.variants}")
-    row = run((a.batch, *a.size), repeat=a.repeat, variants=variants)
+    row = run(shape, repeat=a.repeat, variants=variants, threads=a.threads)
     if a.out:
         with open(a.out, "w") as f:
             json.dump(row, f, indent=2)

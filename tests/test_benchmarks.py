@@ -93,14 +93,31 @@ def test_step_benchmark_row():
     assert 0 <= row["ext"]["loss_share"] <= 1
 
 
-def test_public_step_benchmark_runs_every_variant():
+def test_public_step_benchmark_times_each_variant_in_its_own_process():
     from benchmarks import bench_public_step
 
-    row = bench_public_step.run((1, 64, 64), warmup=0, repeat=1, log=lambda m: None)
-    assert set(row["variants"]) == set(bench_public_step.VARIANTS)
+    variants = ("public", "ours_system", "ours_channels_last")
+    row = bench_public_step.run((1, 128, 128), repeat=1, variants=variants, log=lambda m: None)
+    assert set(row["variants"]) == set(variants)
     for v in row["variants"].values():
-        assert v["step_s"] > 0 and v["peak_bytes"] > 0 and v["speedup_over_public"] > 0
+        assert v["step_s"] > 0 and v["peak_bytes"] > 0 and v["maxrss_bytes"] > 0
+        assert v["speedup_over_public"] > 0 and len(v["first_step_s"]) == 1
+        assert v["host_cache"]["enabled"] == (v["host_memory"] == "cache")
     assert row["variants"]["public"]["speedup_over_public"] == 1.0
+    assert row["variants"]["ours_channels_last"]["host_cache"]["hits"] > 0  # 2nd step: cached
+
+
+def test_public_step_variants_name_their_allocator_and_each_runs():
+    from benchmarks import bench_public_step as bps
+    from benchmarks.bench_step import batch_for
+
+    memory = {v: bps.host_memory_of(v) for v in bps.VARIANTS}
+    assert memory["public"] == memory["ours_system"] == "system"
+    assert memory["public_cache"] == memory["ours"] == memory["ours_channels_last_bf16"] == "cache"
+    batch = batch_for(1, 64, 64, "cpu")
+    for v in bps.VARIANTS:
+        if "compile" not in v:  # compile=all: tests/test_compile.py
+            bps.make_step(v, batch)()
 
 
 def test_public_step_trains_both_networks():
