@@ -23,8 +23,9 @@ second step (the first, also reported, pays oneDNN's kernel selection, the host 
 first fill and any compilation). The variants take turns, one process each per round, so a
 change of the machine's load hits them alike and no variant's memory sits beside another's.
 Reported per variant: the median step time, every round, the speed-up over public (the
-median of per-round ratios), the peak of the memory one step allocates (profiler, in the
-first round) and the process's peak resident memory (what the host cache holds shows there).
+median of per-round ratios), the page faults of the timed step, the peak of the memory one
+step allocates (profiler, in the first round), the process's peak resident memory (what the
+host cache holds shows there) and, with --profile, the top ops of a step by self time.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import torch
 
 from benchmarks import bench_losses, public_baseline
 from benchmarks.bench_step import batch_for
-from benchmarks.common import paired_ratio, peak_bytes
+from benchmarks.common import paired_ratio, peak_bytes, top_ops
 
 VARIANTS = (
     "public",
@@ -123,46 +124,57 @@ def make_step(variant, batch):
     return one_step
 
 
-def measure(variant, shape, *, threads=0, peak=False):
-    """One variant in this process: its first and second step, peak memory, resident size."""
+def minor_faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def measure(variant, shape, *, threads=0, peak=False, profile=False):
+    """One variant in this process: its first and second step (time, page faults), peak
+    memory, resident size; with `profile`, the top ops of a third step."""
     from scdepth import host_memory
 
     if threads:
         torch.set_num_threads(threads)
     with host_memory.caching(host_memory_of(variant) == "cache"):
         one_step = make_step(variant, batch_for(*shape, "cpu"))
-        times = []
+        times, faults = [], []
         for _ in range(2):
-            t0 = time.perf_counter()
+            f0, t0 = minor_faults(), time.perf_counter()
             one_step()
             times.append(time.perf_counter() - t0)
+            faults.append(minor_faults() - f0)
         row = {
             "variant": variant,
             "first_step_s": times[0],
             "step_s": times[1],
+            "page_faults": faults[1],
             "host_cache": host_memory.stats(),
             "threads": torch.get_num_threads(),
         }
         if peak:
             row["peak_bytes"] = peak_bytes(one_step, "cpu", repeat=2)
+        if profile:
+            row["top_ops"] = top_ops(one_step, "cpu", n=15)
     row["maxrss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return row
 
 
-def run_child(variant, shape, threads, peak):
+def run_child(variant, shape, threads, peak, profile=False):
     cmd = [sys.executable, "-m", "benchmarks.bench_public_step", "--child", variant]
     cmd += ["--batch", str(shape[0]), "--size", str(shape[1]), str(shape[2])]
     cmd += ["--threads", str(threads)] + (["--peak"] if peak else [])
+    cmd += ["--profile"] if profile else []
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run(shape, *, repeat=3, variants=DEFAULT_VARIANTS, threads=0, log=print):
-    """Every variant, `repeat` rounds of one fresh process each: the JSON row."""
+def run(shape, *, repeat=3, variants=DEFAULT_VARIANTS, threads=0, profile=False, log=print):
+    """Every variant, `repeat` rounds of one fresh process each: the JSON row. The first
+    round also measures peak memory (and with `profile` the top ops) after the timed step."""
     rows = {v: [] for v in variants}
     for r in range(repeat):
         for v in variants:
-            rows[v].append(run_child(v, shape, threads, peak=r == 0))
+            rows[v].append(run_child(v, shape, threads, peak=r == 0, profile=profile and r == 0))
             log(f"  round {r + 1}/{repeat} {v}: {rows[v][-1]['step_s']:.2f} s")
     public = [x["step_s"] for x in rows["public"]]
     row = {"shape": list(shape), "threads": rows["public"][0]["threads"], "variants": {}}
@@ -173,16 +185,20 @@ def run(shape, *, repeat=3, variants=DEFAULT_VARIANTS, threads=0, log=print):
             "step_s": statistics.median(times),
             "times_s": times,
             "first_step_s": [x["first_step_s"] for x in rows[v]],
+            "page_faults": statistics.median(x["page_faults"] for x in rows[v]),
             "speedup_over_public": paired_ratio(public, times),
             "peak_bytes": rows[v][0]["peak_bytes"],
             "maxrss_bytes": statistics.median(x["maxrss_bytes"] for x in rows[v]),
             "host_cache": rows[v][-1]["host_cache"],
+            **({"top_ops": rows[v][0]["top_ops"]} if profile else {}),
         }
         log(
             f"  {v}: {out['step_s']:.2f} s/step, {out['speedup_over_public']:.2f}x public, "
-            f"peak {out['peak_bytes'] / 2**20:.0f} MiB, resident {out['maxrss_bytes'] / 2**20:.0f}"
-            " MiB"
+            f"{out['page_faults']:.0f} page faults, peak {out['peak_bytes'] / 2**20:.0f} MiB, "
+            f"resident {out['maxrss_bytes'] / 2**20:.0f} MiB"
         )
+        for op in out.get("top_ops", []):
+            log(f"    {op['name']}: {op['self_ms']:.0f} ms ({op['calls']} calls)")
     return row
 
 
@@ -193,19 +209,21 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--variants", default=",".join(DEFAULT_VARIANTS))
+    ap.add_argument("--profile", action="store_true", help="the top ops of each variant")
     ap.add_argument("--out", help="write the figures to this JSON file")
     ap.add_argument("--child", help=argparse.SUPPRESS)  # one variant, in this process
     ap.add_argument("--peak", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     shape = (a.batch, *a.size)
     if a.child:
-        print(json.dumps(measure(a.child, shape, threads=a.threads, peak=a.peak)))
+        row = measure(a.child, shape, threads=a.threads, peak=a.peak, profile=a.profile)
+        print(json.dumps(row))
         return 0
     variants = tuple(a.variants.split(","))
     unknown = set(variants) - set(VARIANTS)
     if unknown or "public" not in variants:
         ap.error(f"--variants: public and any of {', '.join(VARIANTS[1:])}, got {a.variants}")
-    row = run(shape, repeat=a.repeat, variants=variants, threads=a.threads)
+    row = run(shape, repeat=a.repeat, variants=variants, threads=a.threads, profile=a.profile)
     if a.out:
         with open(a.out, "w") as f:
             json.dump(row, f, indent=2)

@@ -97,10 +97,13 @@ def test_public_step_benchmark_times_each_variant_in_its_own_process():
     from benchmarks import bench_public_step
 
     variants = ("public", "ours_system", "ours_channels_last")
-    row = bench_public_step.run((1, 128, 128), repeat=1, variants=variants, log=lambda m: None)
+    row = bench_public_step.run(
+        (1, 128, 128), repeat=1, variants=variants, profile=True, log=lambda m: None
+    )
     assert set(row["variants"]) == set(variants)
     for v in row["variants"].values():
         assert v["step_s"] > 0 and v["peak_bytes"] > 0 and v["maxrss_bytes"] > 0
+        assert v["page_faults"] >= 0 and any("convolution" in op["name"] for op in v["top_ops"])
         assert v["speedup_over_public"] > 0 and len(v["first_step_s"]) == 1
         assert v["host_cache"]["enabled"] == (v["host_memory"] == "cache")
     assert row["variants"]["public"]["speedup_over_public"] == 1.0
