@@ -18,10 +18,11 @@ Variants, each on the same networks (DepthNet ResNet-18, PoseNet; seed 0) with i
 - ours_channels_last_bf16: channels-last networks under bf16 autocast (config amp: bf16; the
   losses stay float32). A change of precision, so reported apart from the target.
 
-Each variant runs in a fresh process of its own, and its step is timed as that process's
-second step (the first, also reported, pays oneDNN's kernel selection, the host cache's
-first fill and any compilation). The variants take turns, one process each per round, so a
-change of the machine's load hits them alike and no variant's memory sits beside another's.
+Each variant runs in a fresh process of its own, and its step is timed after that process's
+first step (which, also reported, pays oneDNN's kernel selection, the host cache's first
+fill and any compilation): one step, or the median of --steps of them. The variants take
+turns, one process each per round, so a change of the machine's load hits them alike and no
+variant's memory sits beside another's.
 Reported per variant: the median step time, every round, the speed-up over public (the
 median of per-round ratios), the page faults of the timed step, the peak of the memory one
 step allocates (profiler, in the first round), the process's peak resident memory (what the
@@ -128,9 +129,10 @@ def minor_faults():
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
-def measure(variant, shape, *, threads=0, peak=False, profile=False):
-    """One variant in this process: its first and second step (time, page faults), peak
-    memory, resident size; with `profile`, the top ops of a third step."""
+def measure(variant, shape, *, threads=0, steps=1, peak=False, profile=False):
+    """One variant in this process: its first step, then the median time and page faults of
+    the `steps` after it, peak memory, resident size; with `profile`, the top ops of one more
+    step."""
     from scdepth import host_memory
 
     if threads:
@@ -138,7 +140,7 @@ def measure(variant, shape, *, threads=0, peak=False, profile=False):
     with host_memory.caching(host_memory_of(variant) == "cache"):
         one_step = make_step(variant, batch_for(*shape, "cpu"))
         times, faults = [], []
-        for _ in range(2):
+        for _ in range(1 + steps):
             f0, t0 = minor_faults(), time.perf_counter()
             one_step()
             times.append(time.perf_counter() - t0)
@@ -146,8 +148,8 @@ def measure(variant, shape, *, threads=0, peak=False, profile=False):
         row = {
             "variant": variant,
             "first_step_s": times[0],
-            "step_s": times[1],
-            "page_faults": faults[1],
+            "step_s": statistics.median(times[1:]),
+            "page_faults": statistics.median(faults[1:]),
             "host_cache": host_memory.stats(),
             "threads": torch.get_num_threads(),
         }
@@ -159,25 +161,30 @@ def measure(variant, shape, *, threads=0, peak=False, profile=False):
     return row
 
 
-def run_child(variant, shape, threads, peak, profile=False):
+def run_child(variant, shape, threads, steps, peak, profile=False):
     cmd = [sys.executable, "-m", "benchmarks.bench_public_step", "--child", variant]
     cmd += ["--batch", str(shape[0]), "--size", str(shape[1]), str(shape[2])]
+    cmd += ["--steps", str(steps)]
     cmd += ["--threads", str(threads)] + (["--peak"] if peak else [])
     cmd += ["--profile"] if profile else []
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run(shape, *, repeat=3, variants=DEFAULT_VARIANTS, threads=0, profile=False, log=print):
+def run(
+    shape, *, repeat=3, variants=DEFAULT_VARIANTS, threads=0, steps=1, profile=False, log=print
+):
     """Every variant, `repeat` rounds of one fresh process each: the JSON row. The first
     round also measures peak memory (and with `profile` the top ops) after the timed step."""
     rows = {v: [] for v in variants}
     for r in range(repeat):
         for v in variants:
-            rows[v].append(run_child(v, shape, threads, peak=r == 0, profile=profile and r == 0))
+            first = r == 0
+            rows[v].append(run_child(v, shape, threads, steps, first, profile and first))
             log(f"  round {r + 1}/{repeat} {v}: {rows[v][-1]['step_s']:.2f} s")
     public = [x["step_s"] for x in rows["public"]]
-    row = {"shape": list(shape), "threads": rows["public"][0]["threads"], "variants": {}}
+    row = {"shape": list(shape), "threads": rows["public"][0]["threads"], "steps": steps}
+    row["variants"] = {}
     for v in variants:
         times = [x["step_s"] for x in rows[v]]
         row["variants"][v] = out = {
@@ -208,6 +215,7 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--steps", type=int, default=1, help="timed steps a process (median)")
     ap.add_argument("--variants", default=",".join(DEFAULT_VARIANTS))
     ap.add_argument("--profile", action="store_true", help="the top ops of each variant")
     ap.add_argument("--out", help="write the figures to this JSON file")
@@ -216,14 +224,23 @@ def main(argv=None):
     a = ap.parse_args(argv)
     shape = (a.batch, *a.size)
     if a.child:
-        row = measure(a.child, shape, threads=a.threads, peak=a.peak, profile=a.profile)
+        row = measure(
+            a.child, shape, threads=a.threads, steps=a.steps, peak=a.peak, profile=a.profile
+        )
         print(json.dumps(row))
         return 0
     variants = tuple(a.variants.split(","))
     unknown = set(variants) - set(VARIANTS)
     if unknown or "public" not in variants:
         ap.error(f"--variants: public and any of {', '.join(VARIANTS[1:])}, got {a.variants}")
-    row = run(shape, repeat=a.repeat, variants=variants, threads=a.threads, profile=a.profile)
+    row = run(
+        shape,
+        repeat=a.repeat,
+        variants=variants,
+        threads=a.threads,
+        steps=a.steps,
+        profile=a.profile,
+    )
     if a.out:
         with open(a.out, "w") as f:
             json.dump(row, f, indent=2)
