@@ -18,6 +18,9 @@ Variants, each on the same networks (DepthNet ResNet-18, PoseNet; seed 0) with i
 - ours_channels_last_bf16: channels-last networks under bf16 autocast (config amp: bf16; the
   losses stay float32). A change of precision, so reported apart from the target.
 
+--variants also takes other combinations: ours, then any of _channels_last, _compile, _bf16
+in that order, then _system or _cache for the allocator (ours_channels_last_compile_system).
+
 Each variant runs in a fresh process of its own, and its step is timed after that process's
 first step (which, also reported, pays oneDNN's kernel selection, the host cache's first
 fill and any compilation): one step, or the median of --steps of them. The variants take
@@ -62,6 +65,26 @@ DEFAULT_VARIANTS = (
     "ours_channels_last",
     "ours_channels_last_bf16",
 )
+
+
+OPTIONS = ("_channels_last", "_compile", "_bf16")  # in this order, then _cache or _system
+
+
+def is_variant(name):
+    """Whether `name` is public or ours, then any of OPTIONS in order, then an optional
+    _cache or _system (e.g. ours_channels_last_compile_system)."""
+    rest = name.removeprefix("public") if name.startswith("public") else None
+    if rest is None and name.startswith("ours"):
+        rest = name.removeprefix("ours")
+    if rest is None:
+        return False
+    for suffix in ("_cache", "_system"):
+        if rest.endswith(suffix):
+            rest = rest.removesuffix(suffix)
+            break
+    for option in OPTIONS:
+        rest = rest.removeprefix(option)
+    return rest == "" and (name.startswith("ours") or name in ("public", "public_cache"))
 
 
 def host_memory_of(variant):
@@ -230,9 +253,13 @@ def main(argv=None):
         print(json.dumps(row))
         return 0
     variants = tuple(a.variants.split(","))
-    unknown = set(variants) - set(VARIANTS)
+    unknown = [v for v in variants if not is_variant(v)]
     if unknown or "public" not in variants:
-        ap.error(f"--variants: public and any of {', '.join(VARIANTS[1:])}, got {a.variants}")
+        ap.error(
+            f"--variants: public and any of {', '.join(VARIANTS[1:])} (or ours with other "
+            f"options in this order: {', '.join(OPTIONS)}, then _cache or _system), got "
+            f"{a.variants}"
+        )
     row = run(
         shape,
         repeat=a.repeat,

@@ -114,6 +114,10 @@ def test_public_step_variants_name_their_allocator_and_each_runs():
     from benchmarks import bench_public_step as bps
     from benchmarks.bench_step import batch_for
 
+    assert all(bps.is_variant(v) for v in bps.VARIANTS)
+    assert bps.is_variant("ours_channels_last_compile_system")
+    for bad in ("ours_compile_channels_last", "public_bf16", "ours_system_cache", "oursx"):
+        assert not bps.is_variant(bad), bad
     memory = {v: bps.host_memory_of(v) for v in bps.VARIANTS}
     assert memory["public"] == memory["ours_system"] == "system"
     assert memory["public_cache"] == memory["ours"] == memory["ours_channels_last_bf16"] == "cache"
