@@ -2,7 +2,8 @@
 whole graph) and compile=all (and the DepthNet and PoseNet), one SC-DepthV3 step (networks,
 every loss, backward, Adam) per measurement.
 
-Each setting runs in a fresh process with an empty Inductor cache, so that its first step
+Each setting runs with the trainer's other defaults (channels-last networks, the host cache)
+in a fresh process with an empty Inductor cache, so that its first step
 pays the whole compile: first_step_s (compile + one step), step_s (median of `repeat` steps
 after the first two; the second checks that a new step does not recompile) and peak_bytes
 (benchmarks.common.peak_bytes over one step).
@@ -29,14 +30,23 @@ def measure(mode, B, H, W, repeat, threads=None):
 
     if threads:
         torch.set_num_threads(threads)
-    from benchmarks.bench_step import batch_for
-    from benchmarks.common import peak_bytes
-    from scdepth import config, step
-    from scdepth.models import DepthNet, PoseNet
-    from scdepth.ops import get_backend
+    from scdepth import config, host_memory
 
     torch.manual_seed(0)
     cfg = config.load(overrides=[f"compile={mode}", f"batch_size={B}"])
+    with host_memory.caching(cfg.host_memory == "cache"):  # as scdepth-train runs
+        return measure_steps(cfg, mode, B, H, W, repeat)
+
+
+def measure_steps(cfg, mode, B, H, W, repeat):
+    import torch
+
+    from benchmarks.bench_step import batch_for
+    from benchmarks.common import peak_bytes
+    from scdepth import step
+    from scdepth.models import DepthNet, PoseNet
+    from scdepth.ops import get_backend
+
     nets = DepthNet(18), PoseNet(18)
     step.prepare_networks(cfg, *nets)
     opt = torch.optim.Adam([p for n in nets for p in n.parameters()], lr=1e-4)
