@@ -3,8 +3,8 @@
 glibc's malloc serves every block above its mmap threshold (at most 32 MiB) with a fresh mmap
 and unmaps it again on free, so each step maps its activations and gradients anew and the
 kernel zero-fills them page by page as they are first touched. At KITTI size (256x832,
-B = 4) that is about 2 million page faults a step on the 2-core CPU, 40% of the DepthNet's
-forward + backward time (benchmarks/RESULTS.md). Turning glibc's mmap off instead
+B = 4) a V3 step made 3.8 million page faults on the 2-core CPU and ran 1.73x slower for it
+(benchmarks/RESULTS.md, host-memory section). Turning glibc's mmap off instead
 (mallopt M_MMAP_MAX = 0) does not do: torch's aligned blocks then fragment glibc's heap,
 which grows by a freed block's size on every repeat of an allocate-free cycle.
 
@@ -52,18 +52,20 @@ def stats():
 
 @contextmanager
 def caching(on=True, limit_factor=LIMIT_FACTOR):
-    """The host cache for the duration of the block (when `on`); put back as it was after.
-    Without the compiled extension it warns and leaves torch's allocator in place."""
+    """The host cache for the duration of the block (when `on`), taken out after; where it
+    is installed already, it stays as it is (limit included). Without the compiled extension
+    it warns and leaves torch's allocator in place."""
     if on and not AVAILABLE:
         warnings.warn("host_memory: cache needs scdepth's compiled extension; it is not "
                       "loaded, so torch's default allocator is used", stacklevel=3)
     if not (on and AVAILABLE):
         yield
         return
-    was_enabled = stats()["enabled"]
+    if stats()["enabled"]:
+        yield
+        return
     enable(limit_factor)
     try:
         yield
     finally:
-        if not was_enabled:
-            disable()
+        disable()

@@ -123,8 +123,8 @@ class HostCache final : public c10::Allocator {
       }
       ptr = c10::alloc_cpu(size);  // throws on failure; the lock is released by its guard
     }
-    // A block of ours freed past the cache (by a deleter taken before the install) leaves a
-    // stale entry, which a new block at its address replaces.
+    // A block of ours freed past the cache leaves a stale entry (after the uninstall, oneDNN
+    // frees through torch's allocator again), which a new block at its address replaces.
     auto [entry, fresh] = live_.try_emplace(ptr, size);
     if (!fresh) {
       in_use_ -= entry->second;
