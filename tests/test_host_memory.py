@@ -50,6 +50,7 @@ def test_a_freed_block_is_reused_without_page_faults():
     and all: none is faulted in again. The control shows that the count sees fresh pages (a
     new anonymous mapping faults once a page). torch's own allocator is no control: glibc may
     serve the block from a free stretch of its heap that earlier work left resident."""
+    assert not host_memory.stats()["enabled"], "an earlier test left the cache installed"
     pages = 64 * MiB // 4096
     with mmap.mmap(-1, 64 * MiB) as fresh:
         assert faults_of(lambda: torch.frombuffer(fresh, dtype=torch.uint8).fill_(1)) > 0.9 * pages
