@@ -21,6 +21,8 @@ SIZES = {"KITTI": (4, 256, 832), "DDAD": (4, 384, 640), "NYU": (8, 256, 320)}
 QUICK_SIZES = {"TINY": (2, 64, 96)}
 # Scaling runs at the KITTI size times these pixel factors (side lengths x 0.5, x1, x2).
 SCALE_FACTORS = (0.25, 1.0, 4.0)
+# The parts of benchmarks.run, in the order of its --parts.
+PARTS = ("ops", "scaling", "bandwidth", "losses", "step")
 
 
 @dataclass

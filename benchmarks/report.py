@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-from benchmarks.common import describe
+from benchmarks.common import PARTS, describe
 
 TARGET_SIZE = "KITTI"
 
@@ -46,6 +46,12 @@ def load(path):
 def where(result):
     """The machine column of the tables: the device kind, and the run's label if any."""
     return kind(result) + (f" ({result['label']})" if result.get("label") else "")
+
+
+def title(result):
+    """A section title's parenthesis: the device kind, and the run's label if any (a file
+    with several runs of a part shows one section per run)."""
+    return kind(result).upper() + (f", {result['label']}" if result.get("label") else "")
 
 
 def kind(result):
@@ -250,7 +256,7 @@ def losses_section(results):
             continue
         lines += [
             "",
-            f"## Loss stack vs the public SC-Depth code ({kind(r).upper()})",
+            f"## Loss stack vs the public SC-Depth code ({title(r)})",
             "",
             "One step's losses, networks excluded (depths and 6-DoF poses given): 2 reference "
             "frames, both warp directions, forward+backward; SSIM window 7 for all three "
@@ -330,7 +336,7 @@ def step_section(results):
             continue
         lines += [
             "",
-            f"## Training step ({kind(r).upper()})",
+            f"## Training step ({title(r)})",
             "",
             "One V3 step: DepthNet on the target and 2 reference frames, PoseNet both ways, "
             "every loss, backward, Adam. *losses share*: 1 − (the same step with a trivial loss) "
@@ -483,10 +489,9 @@ def unmeasured_section(results):
             items.append(f"{kind(r).upper()}: {s}")
         for part, err in r.get("errors", {}).items():
             items.append(f"{kind(r).upper()}: part {part} failed: {err}")
-        parts = set(r.get("parts", []))
-        for p in ("ops", "scaling", "bandwidth", "losses", "step"):
-            if p not in parts:
-                items.append(f"{kind(r).upper()}: part {p} not run in this file")
+    for k in sorted(kinds):  # a part is unmeasured where no run on that device ran it
+        ran = set().union(*(r.get("parts", []) for r in results if kind(r) == k))
+        items += [f"{k.upper()}: part {p} not run" for p in PARTS if p not in ran]
     if not items:
         items = ["nothing"]
     return lines + [f"- {i}" for i in items]

@@ -31,6 +31,7 @@ import sys
 import torch
 
 from benchmarks.common import (
+    PARTS,
     QUICK_SIZES,
     SCALE_FACTORS,
     SIZES,
@@ -45,7 +46,6 @@ from benchmarks.common import (
 )
 
 MODULES = ["benchmarks.bench_warp", "benchmarks.bench_photometric", "benchmarks.bench_pairs"]
-PARTS = ("ops", "scaling", "bandwidth", "losses", "step")
 _LOGGED = set()
 
 

@@ -188,6 +188,14 @@ def test_report_judges_targets_and_lists_unmeasured_gpu():
     assert "even free losses would give at most 1.25×" in text  # the diagnosis of the miss
 
 
+def test_report_lists_a_part_unmeasured_only_where_no_run_of_the_device_ran_it():
+    ops_run = fake_result(ops=[op_row("inverse_warp", 2.5)])
+    step_run = dict(fake_result(), parts=["step"], label="a later step run")
+    unmeasured = report.render([ops_run, step_run]).split("## Unmeasured")[1]
+    assert "part ops not run" not in unmeasured and "part step not run" not in unmeasured
+    assert unmeasured.count("CPU: part scaling not run") == 1
+
+
 def test_report_judges_gpu_bandwidth_and_quick_runs():
     gpu = fake_result("cuda", ops=[op_row("inverse_warp", 4.0, frac=0.6),
                                    op_row("photometric_error", 12.0, frac=0.4)])  # fmt: skip
