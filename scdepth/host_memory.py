@@ -58,10 +58,7 @@ def caching(on=True, limit_factor=LIMIT_FACTOR):
     if on and not AVAILABLE:
         warnings.warn("host_memory: cache needs scdepth's compiled extension; it is not "
                       "loaded, so torch's default allocator is used", stacklevel=3)
-    if not (on and AVAILABLE):
-        yield
-        return
-    if stats()["enabled"]:
+    if not (on and AVAILABLE) or stats()["enabled"]:
         yield
         return
     enable(limit_factor)
