@@ -159,3 +159,43 @@ def write_kitti_raw(date: Path, drive="2011_09_26_drive_0001_sync", n=3, points=
         stamps.append(f"2011-09-26 13:02:25.{100000000 * i + 5:09d}")
     (d / "image_02" / "timestamps.txt").write_text("\n".join(stamps) + "\n")
     return d
+
+
+# --- 7-Scenes -------------------------------------------------------------------------------
+
+
+def sevenscenes_pose(i: int) -> np.ndarray:
+    """The camera-to-world pose [4, 4] of fixture frame i: walking along x, turning about z."""
+    T = np.eye(4)
+    T[:3, :3] = rot_z(0.05 * i)
+    T[:3, 3] = [0.007 * i, 0.001 * i, -0.002 * i]
+    return T
+
+
+def sevenscenes_depth_mm(i: int, size=SIZE) -> np.ndarray:
+    """uint16 depth in mm of frame i: 1000 + 100 i, with 0 and 65535 (no reading) in the
+    first row's first and second pixel."""
+    d = np.full(size, 1000 + 100 * i, np.uint16)
+    d[0, 0], d[0, 1] = 0, 65535
+    return d
+
+
+def write_sevenscenes(
+    folder: Path, numbers=range(4), *, ext="png", K=None, pose_text=None, depth=True
+) -> Path:
+    """folder/frame-NNNNNN.{color.<ext>, depth.png, pose.txt} for each number, and with K a
+    camera-intrinsics.txt; ``pose_text`` {number: text} replaces those pose files."""
+    folder.mkdir(parents=True)
+    for n in numbers:
+        stem = folder / f"frame-{n:06d}"
+        cv2.imwrite(f"{stem}.color.{ext}", texture(n))
+        if depth:
+            cv2.imwrite(f"{stem}.depth.png", sevenscenes_depth_mm(n))
+        text = (pose_text or {}).get(n)
+        if text is None:
+            np.savetxt(f"{stem}.pose.txt", sevenscenes_pose(n))
+        else:
+            Path(f"{stem}.pose.txt").write_text(text)
+    if K is not None:
+        np.savetxt(folder / "camera-intrinsics.txt", K)
+    return folder

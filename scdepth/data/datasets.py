@@ -48,14 +48,23 @@ DATASETS: dict[str, DatasetSpec] = {
     "nyu": DatasetSpec("nyu", 5000.0, ".png", 1e-3, 10.0, "eigen_nyu", (256, 320)),
     "bonn": DatasetSpec("bonn", 1000.0, ".png", 1e-3, 10.0, None, (256, 320), 10),
     "tum": DatasetSpec("tum", 1000.0, ".png", 1e-3, 10.0, None, (256, 320), 10),
+    # Microsoft 7-Scenes (scdepth-prepare --format 7scenes): Kinect at 30 fps walking slowly
+    # (about 7 mm a frame), so references 10 frames apart as for TUM; 640x480 at half size.
+    "7scenes": DatasetSpec("7scenes", 1000.0, ".npy", 1e-3, 10.0, None, (192, 256), 10),
     # scdepth-synth writes float32 metres in .npy (exact; 0 = no surface, e.g. sky).
     # 100 m covers both presets (indoor rooms stay under 10 m, the outdoor street under 100 m).
     "synthetic": DatasetSpec("synthetic", 1000.0, ".npy", 1e-3, 100.0, None, (128, 160)),
 }
 
 # Raw recordings: a 16-bit depth PNG value / scale = metres. TUM RGB-D and Bonn RGB-D
-# Dynamic (same layout) store 1/5000 m; RealSense and Azure Kinect SDKs save millimetres.
-RAW_DEPTH_PNG_SCALES: dict[str, float] = {"tum": 5000.0, "bonn": 5000.0, "realsense": 1000.0}
+# Dynamic (same layout) store 1/5000 m; RealSense and Azure Kinect SDKs and 7-Scenes save
+# millimetres.
+RAW_DEPTH_PNG_SCALES: dict[str, float] = {
+    "tum": 5000.0,
+    "bonn": 5000.0,
+    "realsense": 1000.0,
+    "7scenes": 1000.0,
+}
 
 # Crop boxes as fractions of the GT size: (y1, y2, x1, x2).
 EVAL_CROPS: dict[str, tuple[float, float, float, float]] = {

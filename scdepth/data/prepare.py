@@ -2,7 +2,8 @@
 
 Formats (``--format auto`` picks one from what SOURCE holds and says which): a video file, a
 folder of images, the TUM RGB-D layout (also Bonn and RealSense recordings laid out the same
-way), a KITTI odometry sequence, a KITTI raw drive; see scdepth/data/sources/.
+way), a KITTI odometry sequence, a KITTI raw drive, a 7-Scenes sequence; see
+scdepth/data/sources/.
 
 ``--split train|val`` writes ``ROOT/training/<scene>/`` (frames, cam.txt, and where the source
 has them depth/*.npy GT in metres, poses.txt, times.txt) and lists the scene in

@@ -4,6 +4,7 @@
 - video.py   a video file, or a folder of images (+ intrinsics.txt or cam.txt)
 - tum.py     TUM RGB-D layout (Bonn, RealSense recordings in the same layout)
 - kitti.py   KITTI odometry sequences and KITTI raw drives (velodyne GT depth)
+- sevenscenes.py  Microsoft 7-Scenes sequences (frame-N.color/depth/pose)
 - writer.py  undistort, resize, drop static frames, write the scene atomically
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from ..layout import IMAGE_EXTS, DatasetError, list_files
 from .common import Recording, SourceOptions
 from .kitti import is_odometry_sequence, open_odometry, open_raw
+from .sevenscenes import is_sevenscenes, open_sevenscenes
 from .tum import ASSOCIATION_FILES, open_tum
 from .video import open_folder, open_video
 
@@ -23,6 +25,7 @@ OPENERS = {
     "tum": open_tum,
     "kitti-odometry": open_odometry,
     "kitti-raw": open_raw,
+    "7scenes": open_sevenscenes,
 }
 FORMATS = ("auto", *OPENERS)
 
@@ -51,13 +54,16 @@ def detect(source: Path) -> tuple[str, str]:
         return "kitti-odometry", "sequences/NN/image_N with calib.txt"
     if is_odometry_sequence(source):
         return "kitti-odometry", "image_N folders with calib.txt"
+    if is_sevenscenes(source):
+        return "7scenes", "frame-N.color.* with frame-N.pose.txt"
     images = list_files(source, IMAGE_EXTS)
     if images:
         return "folder", f"{len(images)} images"
     raise DatasetError(
         f"{source}: matches no format: looked for rgb.txt + depth.txt or associations.txt "
         "(tum), sequences/NN/image_N or image_N + calib.txt (kitti-odometry), "
-        "calib_cam_to_cam.txt or image_02/data (kitti-raw), .jpg/.png images (folder); "
+        "calib_cam_to_cam.txt or image_02/data (kitti-raw), frame-N.color.* + frame-N.pose.txt "
+        "(7scenes), .jpg/.png images (folder); "
         "choose one with --format"
     )
 
