@@ -46,17 +46,21 @@ METHOD_WEIGHTS = {
 }
 
 
+# best_metric auto on validation scenes without GT depth.
+NO_GT_BEST_METRIC = "photo"
+
 # The settings that take one of a few words.
 CHOICES = {
     "backend": ("ext", "reference"),
     "device": ("auto", "cpu", "cuda"),
-    "amp": ("none", "bf16", "fp16"),
+    "amp": ("none", "auto", "bf16", "fp16"),
     "compile": ("none", "losses", "all"),
     "lr_schedule": ("constant", "cosine"),
     "min_rule": ("valid_first", "public"),
     "rank_scale": ("raw", "mean"),
     "pretrained": ("none", "imagenet"),
     "host_memory": ("cache", "system"),
+    "best_metric": ("auto", "abs_rel", "photo", "last"),
 }
 
 
@@ -73,6 +77,9 @@ class Config:
     skip_frames: int = 1
     # model
     resnet_layers: int = 18
+    # raw output x this = radians, for the PoseNet's and RectifyNet's rotations; the public
+    # SC-Depth code uses 0.01 like the translation (models/pose_net.py says why not here)
+    pose_rotation_scale: float = 0.1
     pretrained: str = (
         "none"  # none | imagenet (torchvision weights, needs them cached or a network)
     )
@@ -87,7 +94,9 @@ class Config:
     epochs: int = 12
     epoch_size: int = 60  # random batches per epoch
     seed: int = 0
-    amp: str = "none"  # none | bf16 | fp16 (networks only; the losses run in float32)
+    # none | auto (bf16 where the CPU or GPU computes it natively, else none) | bf16 | fp16:
+    # the networks' autocast dtype; the losses always run in float32
+    amp: str = "none"
     # losses (SC-Depth names); None = the method's default weights
     weights: dict = field(default_factory=dict)
     ssim_window: int = 3  # SC-Depth paper / Monodepth2; the public V3 code uses 7
@@ -128,6 +137,10 @@ class Config:
     host_memory: str = "cache"
     log_every: int = 10
     val_max_frames: int = 64  # validation frames per epoch (0: all)
+    # what picks best.pt among the epochs: abs_rel (val GT depth), photo (val photometric
+    # error), last (the last epoch), auto (abs_rel where the val scenes have GT depth, else
+    # NO_GT_BEST_METRIC; benchmarks/RESULTS.md has the measurement behind it)
+    best_metric: str = "auto"
     max_bad_steps: int = 20  # consecutive non-finite steps before training stops
     checkpoint_every: int = 0  # also write last.pt every N steps (0: at each epoch's end only)
     sheet_frames: int = 4  # validation frames drawn in each epoch's PNG sheet
@@ -189,6 +202,10 @@ class Config:
         ):
             need(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         need(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        need(
+            self.pose_rotation_scale > 0,
+            f"pose_rotation_scale must be > 0, got {self.pose_rotation_scale}",
+        )
         need(
             self.checkpoint_every >= 0,
             f"checkpoint_every must be >= 0, got {self.checkpoint_every}",
@@ -290,6 +307,10 @@ def to_dict(cfg: Config) -> dict:
     return d
 
 
+# What a checkpoint written before a key existed was trained with.
+LEGACY_DEFAULTS = {"pose_rotation_scale": 0.01}
+
+
 def from_dict(d: dict) -> Config:
     """The config saved in a checkpoint."""
-    return apply(Config(), d, "checkpoint").validate()
+    return apply(Config(), {**LEGACY_DEFAULTS, **d}, "checkpoint").validate()

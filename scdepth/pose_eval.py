@@ -133,10 +133,12 @@ def load_pose_model(path, device="cpu"):
             "a checkpoint written by scdepth-train"
         )
     cfg = from_dict(state["config"])
-    net = checkpoint.load_weights(PoseNet(18, pretrained=False), state, "pose_net", path)
+    scale = cfg.pose_rotation_scale
+    net = PoseNet(18, rotation_scale=scale)
+    net = checkpoint.load_weights(net, state, "pose_net", path)
     rectify_net = None
     if cfg.method == "sc_depth_v2":
-        rectify_net = RectifyNet(18, pretrained=False)
+        rectify_net = RectifyNet(18, rotation_scale=scale)
         rectify_net = checkpoint.load_weights(rectify_net, state, "rectify_net", path)
         rectify_net = rectify_net.to(device).eval()
     return net.to(device).eval(), tuple(cfg.image_size), rectify_net
@@ -393,9 +395,10 @@ _RPE = {
 }
 
 
-def _rows(results):
+def _rows(results, per_scene=True):
     for name, r in results["methods"].items():
-        for scene, m in [*r["scenes"].items(), ("overall", r["overall"])]:
+        scenes = [*r["scenes"].items()] if per_scene else []
+        for scene, m in [*scenes, ("overall", r["overall"])]:
             yield name, scene, m
 
 
@@ -434,14 +437,14 @@ def format_pose_table(results) -> str:
     return "\n".join(lines + [legend(results)])
 
 
-def markdown_table(results) -> str:
+def markdown_table(results, per_scene=True) -> str:
     """The overall rows (and per scene) as a Markdown table, e.g. for benchmarks/RESULTS.md."""
     cols = _COMMON + _RPE[results["motion"]]
     lines = [
         "| method | scene | " + " | ".join(h for _, h, _ in cols) + " |",
         "| --- | --- | " + " | ".join("---" for _ in cols) + " |",
     ]
-    for name, scene, m in _rows(results):
+    for name, scene, m in _rows(results, per_scene):
         cells = " | ".join(_cell(m, k, f) for k, _, f in cols)
         lines.append(f"| {name} | {scene} | {cells} |")
     return "\n".join(lines + ["", legend(results)])

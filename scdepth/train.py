@@ -36,6 +36,30 @@ from .validate import Validator
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether the device computes bf16 natively: a CUDA GPU that supports it, or a CPU with
+    AVX-512 BF16 or AMX (elsewhere bf16 is emulated and slower than float32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+def selection_score(best_metric: str, metrics: dict, step: int) -> float:
+    """The lower-is-better score by which best.pt is chosen among epochs (cfg.best_metric)."""
+    if best_metric == "auto":
+        best_metric = "abs_rel" if "abs_rel" in metrics else config.NO_GT_BEST_METRIC
+    if best_metric == "last":
+        return -float(step)
+    return metrics.get(best_metric, math.nan)
+
+
+def amp_dtype(setting: str, device: torch.device):
+    """The networks' autocast dtype of cfg.amp; auto = bf16 where it is native, else none."""
+    if setting == "auto":
+        return torch.bfloat16 if native_bf16(device) else None
+    return AMP_DTYPES[setting]
+
+
 class TrainingError(RuntimeError):
     pass
 
@@ -195,10 +219,11 @@ def build(cfg, device):
     a bad step is skipped without the host reading the flag."""
     imagenet = cfg.pretrained == "imagenet"
     depth_net = DepthNet(cfg.resnet_layers, pretrained=imagenet).to(device)
-    pose_net = PoseNet(18, pretrained=imagenet).to(device)
+    scale = cfg.pose_rotation_scale
+    pose_net = PoseNet(18, pretrained=imagenet, rotation_scale=scale).to(device)
     rectify_net = None
     if cfg.method == "sc_depth_v2":
-        rectify_net = RectifyNet(18, pretrained=imagenet).to(device)
+        rectify_net = RectifyNet(18, pretrained=imagenet, rotation_scale=scale).to(device)
     nets = [n for n in (depth_net, pose_net, rectify_net) if n is not None]
     prepare_networks(cfg, *nets)  # channels_last, compile: all (losses: cfg.compile)
     params = [p for n in nets for p in n.parameters()]
@@ -336,7 +361,7 @@ class Trainer:
         self.validator = Validator(cfg) if dist.is_main else None
         self.ops = get_backend(cfg.backend)
         self.depth_net, self.pose_net, self.rectify_net, self.optim = build(cfg, self.device)
-        self.amp_dtype = AMP_DTYPES[cfg.amp]
+        self.amp_dtype = amp_dtype(cfg.amp, self.device)
         self.scaler = torch.amp.GradScaler(
             self.device.type, enabled=self.amp_dtype is torch.float16
         )
@@ -502,7 +527,7 @@ class Trainer:
         if sheet is not None:
             (self.out / "sheets").mkdir(exist_ok=True)
             cv2.imwrite(str(self.out / "sheets" / f"epoch_{epoch:03d}.png"), sheet)
-        score = metrics.get("abs_rel", metrics.get("photo", math.nan))
+        score = selection_score(self.cfg.best_metric, metrics, self.step)
         improved = math.isfinite(score) and score < self.best
         self.best = score if improved else self.best
         self.save(self.last)

@@ -1,5 +1,5 @@
-"""Validation during training: abs_rel against GT depth when the val scenes have it, else
-the photometric loss; the snippet ATE when they have poses.txt; each epoch's picture sheet.
+"""Validation during training: abs_rel against GT depth when the val scenes have it, the
+photometric loss, the snippet ATE when they have poses.txt; each epoch's picture sheet.
 For SC-DepthV2 also the mean rotation before and after rectification (rot_before, rot_after:
 mean |angle| of r1 and r2, rad) of the validation pairs, and their rectified references in
 the sheet."""
@@ -38,9 +38,18 @@ class Validator:
             self.folder = ValFolder(cfg.data_root, image_size=cfg.image_size, dataset=cfg.dataset)
             self.mode = "depth"
         except DatasetError:
-            self.folder, self.mode = sequences(), "photo"
+            self.folder, self.mode = None, "photo"
+        # the val scenes as sequences: the photometric error is logged in both modes (so
+        # that how well it tracks depth and poses can be measured on data with GT); without
+        # GT depth they are the validation, and an error in them is the user's to see
+        try:
+            self.sequences = sequences()
+        except DatasetError:
+            if self.mode == "photo":
+                raise
+            self.sequences = []  # e.g. val scenes shorter than a sequence: abs_rel only
         if cfg.method == "sc_depth_v2":  # (target, references) to rectify
-            self.pairs = self.folder if self.mode == "photo" else sequences()
+            self.pairs = self.sequences
 
     def indices(self, folder):
         """The val_max_frames (0: all) indices of `folder` validated, spread over its scenes."""
@@ -68,6 +77,8 @@ class Validator:
                 )
             if self.pairs is not None and rectify_net is not None:
                 extra.update(self.rotation(rectify_net, ops, device))
+            if len(self.sequences):
+                extra["photo"] = self.photo(depth_net, pose_net, ops, device, rectify_net)
             if self.mode == "depth":
                 m = evaluate_model(
                     depth_net,
@@ -80,18 +91,22 @@ class Validator:
                     max_images=self.cfg.val_max_frames,
                 )
                 return {**{k: v for k, v in m["all"].items() if k != "count"}, **extra}
-            total, picks = 0.0, self.indices(self.folder)
-            for i in picks:
-                batch = torch.utils.data.default_collate([self.folder[i]])
-                batch = {k: v.to(device) for k, v in batch.items()}
-                _, terms, _ = compute_losses(
-                    depth_net, pose_net, batch, self.cfg, ops, 0, rectify_net=rectify_net
-                )
-                total += float(terms["photo"])
-            return {"photo": total / max(len(picks), 1), **extra}
+            return extra
         finally:
             for net in nets:
                 net.train()
+
+    def photo(self, depth_net, pose_net, ops, device, rectify_net=None) -> float:
+        """The photometric loss over val_max_frames validation sequences (eval mode)."""
+        total, picks = 0.0, self.indices(self.sequences)
+        for i in picks:
+            batch = torch.utils.data.default_collate([self.sequences[i]])
+            batch = {k: v.to(device) for k, v in batch.items()}
+            _, terms, _ = compute_losses(
+                depth_net, pose_net, batch, self.cfg, ops, 0, rectify_net=rectify_net
+            )
+            total += float(terms["photo"])
+        return total / max(len(picks), 1)
 
     def rectified(self, rectify_net, ops, device, index):
         """(pair, rectify.Rectified) of validation pair `index`, r3_gt drawn from seed `index`."""

@@ -29,6 +29,42 @@ def test_pose_net_is_small_at_start_and_differentiable():
     assert net.encoder.net.conv1.weight.shape[1] == 6
 
 
+def test_pose_net_scales_rotation_and_translation_apart():
+    """The raw output's translation is scaled by POSE_SCALE and its rotation by
+    rotation_scale; a RectifyNet (rotation only) by rotation_scale alone."""
+    from scdepth.models import RectifyNet
+    from scdepth.models.pose_net import POSE_SCALE
+
+    torch.manual_seed(0)
+    a, b = torch.randn(2, 3, 64, 96), torch.randn(2, 3, 64, 96)
+    nets = {}
+    for scale in (0.01, 0.3):
+        torch.manual_seed(1)
+        nets[scale] = PoseNet(18, rotation_scale=scale).eval()
+    with torch.no_grad():
+        small, large = nets[0.01](a, b), nets[0.3](a, b)
+        raw = nets[0.01].decoder(nets[0.01].encoder(torch.cat([a, b], 1))[-1]).mean((2, 3))
+    torch.testing.assert_close(small[:, :3], POSE_SCALE * raw[:, :3])
+    torch.testing.assert_close(large[:, :3], small[:, :3])
+    torch.testing.assert_close(large[:, 3:], 30 * small[:, 3:])
+    torch.manual_seed(1)
+    rect = RectifyNet(18, rotation_scale=0.3).eval()
+    with torch.no_grad():
+        raw = rect.decoder(rect.encoder(torch.cat([a, b], 1))[-1]).mean((2, 3))
+        torch.testing.assert_close(rect(a, b), 0.3 * raw)
+
+
+def test_checkpoints_without_the_rotation_scale_keep_the_one_they_were_trained_with():
+    from scdepth import config
+
+    old = config.to_dict(config.load())
+    del old["pose_rotation_scale"]
+    assert config.from_dict(old).pose_rotation_scale == 0.01
+    assert config.load().pose_rotation_scale == 0.1
+    with pytest.raises(ValueError, match="pose_rotation_scale must be > 0"):
+        config.load(overrides=["pose_rotation_scale=0"])
+
+
 def test_resnet50_encoder_channels():
     net = DepthNet(50)
     assert net.encoder.channels == [64, 256, 512, 1024, 2048]

@@ -9,7 +9,7 @@ class RectifyNet(PoseNet):
     the rotation part of the pose PoseNet(img1, img2) would give). Warping img2 by R alone
     (scdepth.rectify.rotation_warp) removes the rotation between the two views.
 
-    ResNet on the stacked pair, the PoseNet's decoder with 3 outputs, x 0.01 (Bian et al.,
+    ResNet on the stacked pair, the PoseNet's decoder with 3 outputs, x rotation_scale (Bian et al.,
     "Auto-Rectify Network for Unsupervised Indoor Depth Estimation", TPAMI 2022)."""
 
     OUTPUTS = 3
