@@ -77,9 +77,9 @@ class Config:
     skip_frames: int = 1
     # model
     resnet_layers: int = 18
-    # raw output x this = radians, for the PoseNet's and RectifyNet's rotations; the public
-    # SC-Depth code uses 0.01 like the translation (models/pose_net.py says why not here)
-    pose_rotation_scale: float = 0.1
+    # raw output x this = radians, for the PoseNet's and RectifyNet's rotations (the public
+    # SC-Depth code's 0.01, the translation's; models/pose_net.py)
+    pose_rotation_scale: float = 0.01
     pretrained: str = (
         "none"  # none | imagenet (torchvision weights, needs them cached or a network)
     )
@@ -307,10 +307,6 @@ def to_dict(cfg: Config) -> dict:
     return d
 
 
-# What a checkpoint written before a key existed was trained with.
-LEGACY_DEFAULTS = {"pose_rotation_scale": 0.01}
-
-
 def from_dict(d: dict) -> Config:
     """The config saved in a checkpoint."""
-    return apply(Config(), {**LEGACY_DEFAULTS, **d}, "checkpoint").validate()
+    return apply(Config(), d, "checkpoint").validate()

@@ -54,13 +54,11 @@ def test_pose_net_scales_rotation_and_translation_apart():
         torch.testing.assert_close(rect(a, b), 0.3 * raw)
 
 
-def test_checkpoints_without_the_rotation_scale_keep_the_one_they_were_trained_with():
+def test_rotation_scale_is_the_public_one_by_default_and_checked():
     from scdepth import config
+    from scdepth.models.pose_net import POSE_SCALE
 
-    old = config.to_dict(config.load())
-    del old["pose_rotation_scale"]
-    assert config.from_dict(old).pose_rotation_scale == 0.01
-    assert config.load().pose_rotation_scale == 0.1
+    assert config.load().pose_rotation_scale == POSE_SCALE == PoseNet(18).rotation_scale
     with pytest.raises(ValueError, match="pose_rotation_scale must be > 0"):
         config.load(overrides=["pose_rotation_scale=0"])
 
