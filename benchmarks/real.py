@@ -1,6 +1,12 @@
-"""Real recordings end to end: import, a short SC-Depth V1 run, depth and pose figures.
+"""Real recordings end to end: import, an SC-Depth V1 run, depth and pose figures.
 
     python -m benchmarks.real --data ../shared/real --out runs/real [--md benchmarks/RESULTS.md]
+    python -m benchmarks.real --set 7scenes --data ../shared/real/7scenes_redkitchen \
+        --out runs/7scenes [--md benchmarks/RESULTS.md]
+
+``--set 7scenes`` is the learning benchmark: 40 minutes of training on one 7-Scenes sequence,
+scored on its held-out end (benchmarks/real_7scenes.py). The default set, ``shared``, checks
+the path from each raw format to scores in a few minutes of training:
 
 On the recordings of ``--data`` (the layout of the project's shared/real/: TUM fr1_desk, two
 KITTI odometry excerpts, a RealSense office clip), in turn:
@@ -33,7 +39,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-BEGIN, END = "<!-- real-data:begin -->", "<!-- real-data:end -->"
+SECTIONS = {  # the RESULTS.md section each set replaces
+    "shared": ("<!-- real-data:begin -->", "<!-- real-data:end -->"),
+    "7scenes": ("<!-- real-7scenes:begin -->", "<!-- real-7scenes:end -->"),
+}
 REALSENSE_FX = 615.0  # D435 colour at 640x480, approximate: the clip has no calibration
 
 
@@ -184,8 +193,12 @@ def total_minutes(report: dict) -> float:
 
 
 def markdown(report: dict) -> str:
+    command = "python -m benchmarks.real" + (
+        " --set 7scenes" if report.get("set") == "7scenes" else ""
+    )
+    title = "Real-data learning: 7-Scenes" if report.get("set") == "7scenes" else "Real recordings"
     lines = [
-        "## Real recordings (`python -m benchmarks.real`)",
+        f"## {title} (`{command}`)",
         "",
         f"Measured on {report['machine']}, {report['date']}; in all "
         f"{total_minutes(report):.1f} min (imports, trainings, then "
@@ -196,8 +209,8 @@ def markdown(report: dict) -> str:
         "",
         "Training (SC-Depth V1, from scratch, batch 4): "
         + "; ".join(
-            f"{k}: {t['steps']} steps at {t['image_size'][0]}×{t['image_size'][1]}, "
-            f"{t['seconds'] / 60:.1f} min"
+            f"{k}: {t['steps']} steps at {t['image_size'][0]}×{t['image_size'][1]}"
+            f"{', amp ' + t['amp'] if t.get('amp') else ''}, {t['seconds'] / 60:.1f} min"
             for k, t in report["training"].items()
         )
         + ".",
@@ -219,8 +232,9 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def replace_section(path: Path, text: str) -> None:
+def replace_section(path: Path, text: str, which: str = "shared") -> None:
     old = path.read_text() if path.is_file() else ""
+    BEGIN, END = SECTIONS[which]
     block = f"{BEGIN}\n{text}\n{END}"
     if BEGIN in old and END in old:
         new = old[: old.index(BEGIN)] + block + old[old.index(END) + len(END) :]
@@ -231,20 +245,37 @@ def replace_section(path: Path, text: str) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", required=True, help="folder of the real recordings")
-    ap.add_argument("--out", default="runs/real", help="imports, runs and reports go here")
+    ap.add_argument(
+        "--set",
+        choices=tuple(SECTIONS),
+        default="shared",
+        help="shared: every format of shared/real; 7scenes: the learning benchmark",
+    )
+    ap.add_argument(
+        "--data",
+        required=True,
+        help="folder of the real recordings (--set 7scenes: the 7-Scenes sequence)",
+    )
+    ap.add_argument("--out", help="imports, runs and reports go here (default runs/<set>)")
     ap.add_argument("--steps", type=int, default=240, help="training steps per set")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--md", help="replace the real-data section of this Markdown file")
     ap.add_argument("--fresh", action="store_true", help="delete OUT first")
     ap.add_argument("--note", default="", help="a sentence for the report, e.g. on the load")
     a = ap.parse_args(argv)
-    data, out = Path(a.data), Path(a.out)
+    data, out = Path(a.data), Path(a.out or f"runs/{a.set}")
+    if a.fresh and out.exists():
+        shutil.rmtree(out)
+    if a.set == "7scenes":
+        from benchmarks import real_7scenes
+
+        out.mkdir(parents=True, exist_ok=True)
+        report = real_7scenes.run(data, out, a.seed)
+        report["note"] = a.note
+        return publish(report, out, a.md, out / "real_7scenes_sheet.png", "7scenes")
     for sub in ("realsense_indoor", "kitti_odometry", "tum_fr1_desk_9frames"):
         if not (data / sub).is_dir():
             ap.error(f"--data {data}: no {sub}/ (expected the shared/real layout)")
-    if a.fresh and out.exists():
-        shutil.rmtree(out)
     root = out / "data"
     report = {"machine": machine(), "date": time.strftime("%Y-%m-%d")}
     stamp = root / "import_seconds.json"  # kept, so that a rerun reports the real times
@@ -278,13 +309,18 @@ def main(argv=None) -> int:
     report["sheet"] = "results/real_sheet.png"
     report["reading"] = READING
     report["note"] = a.note
+    return publish(report, out, a.md, sheet_path, "shared")
+
+
+def publish(report: dict, out: Path, md, sheet_path: Path, which: str) -> int:
+    """OUT/real.json and real.md, and with md its section replaced and the sheet copied."""
     (out / "real.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
     text = markdown(report)
     (out / "real.md").write_text(text)
-    if a.md:
-        md = Path(a.md)
-        shutil.copy(sheet_path, md.parent / "results" / "real_sheet.png")
-        replace_section(md, text)
+    if md:
+        md = Path(md)
+        shutil.copy(sheet_path, md.parent / report["sheet"])
+        replace_section(md, text, which)
     print(text)
     return 0 if all(math.isfinite(r["abs_rel"]) for r in report["depth"]) else 1
 
