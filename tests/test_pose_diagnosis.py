@@ -1,11 +1,16 @@
 """The pose diagnosis's parts: rotations and translations swapped between two predictions,
 directions replaced, and the 7-Scenes section of RESULTS.md replaced beside the others."""
 
+import sys
+from pathlib import Path
+
 import cv2
 import numpy as np
 
-from benchmarks import pose_diagnosis as pd
-from benchmarks import real
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ is not installed
+
+from benchmarks import pose_diagnosis as pd  # noqa: E402
+from benchmarks import real  # noqa: E402
 
 
 def _steps(n, seed):
