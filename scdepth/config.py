@@ -94,9 +94,9 @@ class Config:
     epochs: int = 12
     epoch_size: int = 60  # random batches per epoch
     seed: int = 0
-    # none | auto (bf16 where the CPU or GPU computes it natively, else none) | bf16 | fp16:
+    # auto (bf16 where the CPU or GPU computes it natively, else none) | none | bf16 | fp16:
     # the networks' autocast dtype; the losses always run in float32
-    amp: str = "none"
+    amp: str = "auto"
     # losses (SC-Depth names); None = the method's default weights
     weights: dict = field(default_factory=dict)
     ssim_window: int = 3  # SC-Depth paper / Monodepth2; the public V3 code uses 7
