@@ -148,8 +148,8 @@ def depth_rows(name, root, dataset, checkpoint, seed) -> list[dict]:
 def pose_results(name, root, dataset, checkpoint, out: Path) -> dict:
     from scdepth import pose_eval
 
-    # best.pt is chosen by the validation photometric error (no GT depth on KITTI), which
-    # says little about the poses: the last epoch's PoseNet is scored too
+    # best.pt of a run without GT depth is the last epoch (best_metric auto); one trained
+    # with best_metric=photo may differ, so the last epoch's PoseNet is scored too
     last = pose_eval.methods_for(checkpoint.parent / "last.pt")[pose_eval.MODEL]
     methods = pose_eval.methods_for(checkpoint, pose_eval.BASELINES)
     methods = {

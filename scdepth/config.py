@@ -47,7 +47,7 @@ METHOD_WEIGHTS = {
 
 
 # best_metric auto on validation scenes without GT depth.
-NO_GT_BEST_METRIC = "photo"
+NO_GT_BEST_METRIC = "last"
 
 # The settings that take one of a few words.
 CHOICES = {
