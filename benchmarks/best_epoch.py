@@ -3,6 +3,8 @@ validation scenes have GT depth (and poses), so that the truth is known.
 
     python -m benchmarks.best_epoch RUN [RUN ...]
 
+Runs with GT log the validation photometric error only when trained with best_metric=photo
+(it costs a pass per epoch); the regrets below come from the logs, not from best.pt.
 For each run (a scdepth-train output folder) reads log.jsonl's per-epoch validation lines and,
 for each criterion that needs no GT (the validation photometric error, the last epoch) and
 for the GT's own abs_rel, reports the chosen epoch's validation abs_rel and snippet ATE as a

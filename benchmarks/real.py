@@ -4,7 +4,7 @@
     python -m benchmarks.real --set 7scenes --data ../shared/real/7scenes_redkitchen \
         --out runs/7scenes [--md benchmarks/RESULTS.md]
 
-``--set 7scenes`` is the learning benchmark: 40 minutes of training on one 7-Scenes sequence,
+``--set 7scenes`` is the learning benchmark: up to an hour of training on one 7-Scenes sequence,
 scored on its held-out end (benchmarks/real_7scenes.py). The default set, ``shared``, checks
 the path from each raw format to scores in a few minutes of training:
 

@@ -41,7 +41,8 @@ def native_bf16(device: torch.device) -> bool:
     AVX-512 BF16 or AMX (elsewhere bf16 is emulated and slower than float32)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private: may move
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 
 
 def selection_score(best_metric: str, metrics: dict, step: int) -> float:

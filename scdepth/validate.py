@@ -1,5 +1,6 @@
 """Validation during training: abs_rel against GT depth when the val scenes have it, the
-photometric loss, the snippet ATE when they have poses.txt; each epoch's picture sheet.
+photometric loss when they have none (or best_metric is photo), the snippet ATE when they
+have poses.txt; each epoch's picture sheet.
 For SC-DepthV2 also the mean rotation before and after rectification (rot_before, rot_after:
 mean |angle| of r1 and r2, rad) of the validation pairs, and their rectified references in
 the sheet."""
@@ -39,15 +40,16 @@ class Validator:
             self.mode = "depth"
         except DatasetError:
             self.folder, self.mode = None, "photo"
-        # the val scenes as sequences: the photometric error is logged in both modes (so
-        # that how well it tracks depth and poses can be measured on data with GT); without
-        # GT depth they are the validation, and an error in them is the user's to see
-        try:
-            self.sequences = sequences()
-        except DatasetError:
-            if self.mode == "photo":
-                raise
-            self.sequences = []  # e.g. val scenes shorter than a sequence: abs_rel only
+        # the val scenes as sequences: without GT depth they are the validation (an error in
+        # them is the user's to see); with GT their photometric error costs a pass per epoch,
+        # taken only when it picks best.pt (benchmarks.best_epoch reads such runs' logs)
+        self.sequences = []
+        if self.mode == "photo" or cfg.best_metric == "photo" or cfg.method == "sc_depth_v2":
+            try:
+                self.sequences = sequences()
+            except DatasetError:
+                if self.mode == "photo":
+                    raise
         if cfg.method == "sc_depth_v2":  # (target, references) to rectify
             self.pairs = self.sequences
 
@@ -77,7 +79,7 @@ class Validator:
                 )
             if self.pairs is not None and rectify_net is not None:
                 extra.update(self.rotation(rectify_net, ops, device))
-            if len(self.sequences):
+            if len(self.sequences) and (self.mode == "photo" or self.cfg.best_metric == "photo"):
                 extra["photo"] = self.photo(depth_net, pose_net, ops, device, rectify_net)
             if self.mode == "depth":
                 m = evaluate_model(

@@ -266,7 +266,7 @@ def test_pose_metrics_logged_per_epoch_and_in_the_final_evaluation(
     lines = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     val = [x for x in lines if x["kind"] == "val"]
     assert len(val) == 1 and 0 <= val[0]["ate_snippet"] < 1 and "abs_rel" in val[0]
-    assert 0 < val[0]["photo"] < 1  # logged beside abs_rel: best_metric=photo can be measured
+    assert "photo" not in val[0]  # with GT depth only under best_metric=photo (a pass each)
     text = capsys.readouterr().out
     assert "abs_rel" in text and "snip_ate" in text and "constant-velocity" in text
     pose = run.pose_metrics["methods"]["posenet"]["overall"]
@@ -422,6 +422,14 @@ def test_best_pt_follows_best_metric(tiny_synthetic, tmp_path, monkeypatch, best
     train.train(tiny_config(tiny_synthetic, best_metric=best_metric), out, progress=False)
     assert checkpoint.load(out / "best.pt")["step"] == best_step
     assert checkpoint.load(out / "last.pt")["step"] == 4
+
+
+def test_photo_is_validated_beside_gt_depth_when_it_picks_best_pt(tiny_synthetic, tmp_path):
+    out = tmp_path / "run"
+    train.train(tiny_config(tiny_synthetic, epochs=1, best_metric="photo"), out, progress=False)
+    lines = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    val = next(x for x in lines if x["kind"] == "val")
+    assert "abs_rel" in val and 0 < val["photo"] < 1
 
 
 def test_amp_auto_is_bf16_only_where_native(monkeypatch):

@@ -7,9 +7,9 @@ from .encoder import ResnetEncoder
 
 POSE_SCALE = 0.01  # SC-Depth / Monodepth2 scale the raw output so early poses are small
 # The rotation's default scale (raw output x this = radians): SC-Depth's and Monodepth2's,
-# the translation's. A trained PoseNet under-predicts rotation with it (0.40 deg a step where
-# 7-Scenes turns 3.3), but 0.1 gave a worse snippet ATE on the synthetic default (RESULTS.md,
-# "The PoseNet against constant velocity"); config pose_rotation_scale sets another.
+# the translation's. A trained PoseNet under-predicts rotation with it, but a larger one gave
+# worse poses (RESULTS.md, "The PoseNet against constant velocity"); config
+# pose_rotation_scale sets another.
 ROTATION_SCALE = POSE_SCALE
 
 
