@@ -17,6 +17,26 @@ def texture(i: int, size=SIZE) -> np.ndarray:
     return cv2.resize(small, size[::-1], interpolation=cv2.INTER_CUBIC)
 
 
+def blob_image(points_px, size, sigma=2.0) -> np.ndarray:
+    """BGR uint8 image of Gaussian dots centred at sub-pixel ``points_px`` [(u, v), ...]."""
+    h, w = size
+    y, x = np.mgrid[0:h, 0:w]
+    img = np.zeros(size)
+    for u, v in points_px:
+        img += np.exp(-((x - u) ** 2 + (y - v) ** 2) / (2 * sigma**2))
+    return cv2.cvtColor(np.clip(img * 250, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+
+
+def centroid(img, u, v, r=4) -> tuple[float, float]:
+    """Intensity centroid (u, v) of the first channel in a window around (u, v)."""
+    g = img if img.ndim == 2 else img[..., 0]
+    g = g.astype(np.float64)
+    u0, v0 = int(round(u)), int(round(v))
+    win = g[v0 - r : v0 + r + 1, u0 - r : u0 + r + 1]
+    yy, xx = np.mgrid[v0 - r : v0 + r + 1, u0 - r : u0 + r + 1]
+    return (win * xx).sum() / win.sum(), (win * yy).sum() / win.sum()
+
+
 def rot_z(a: float) -> np.ndarray:
     c, s = np.cos(a), np.sin(a)
     return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])

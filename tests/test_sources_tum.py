@@ -4,7 +4,7 @@ with undistortion, association files (RealSense layout), and its refusals."""
 import cv2
 import numpy as np
 import pytest
-from source_fixtures import SIZE, T0, texture, tum_pose, write_tum
+from source_fixtures import SIZE, T0, blob_image, centroid, texture, tum_pose, write_tum
 
 from scdepth.data.dataset import TestFolder, ValFolder
 from scdepth.data.layout import DatasetError
@@ -105,23 +105,6 @@ def test_test_split_and_overwrite(tmp_path):
     assert sorted(p.stem for p in (out / "depth").iterdir()) == ["desk_000001", "desk_000002"]
 
 
-def _blob_image(points_px, size, sigma=2.0) -> np.ndarray:
-    h, w = size
-    y, x = np.mgrid[0:h, 0:w]
-    img = np.zeros(size)
-    for u, v in points_px:
-        img += np.exp(-((x - u) ** 2 + (y - v) ** 2) / (2 * sigma**2))
-    return cv2.cvtColor(np.clip(img * 250, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
-
-
-def _centroid(img, u, v, r=4):
-    g = img[..., 0].astype(np.float64)
-    u0, v0 = int(round(u)), int(round(v))
-    win = g[v0 - r : v0 + r + 1, u0 - r : u0 + r + 1]
-    yy, xx = np.mgrid[v0 - r : v0 + r + 1, u0 - r : u0 + r + 1]
-    return (win * xx).sum() / win.sum(), (win * yy).sum() / win.sum()
-
-
 def test_published_calibration_undistorts_and_cam_txt_matches(tmp_path):
     """freiburg1 in rgb.txt -> TUM's K and distortion; dots rendered through the distorted
     lens land where the written cam.txt projects their 3D points in the written images."""
@@ -130,7 +113,7 @@ def test_published_calibration_undistorts_and_cam_txt_matches(tmp_path):
     xs, ys = np.meshgrid(np.linspace(-0.5, 0.5, 5), np.linspace(-0.38, 0.38, 4))
     X = np.c_[xs.ravel(), ys.ravel(), np.ones(xs.size)] * 2.0  # on a plane 2 m away
     px, _ = cv2.projectPoints(X, np.zeros(3), np.zeros(3), K, np.array(dist))
-    img = _blob_image(px[:, 0], (480, 640))
+    img = blob_image(px[:, 0], (480, 640))
     src = write_tum(
         tmp_path / "rec", R_T[:2], D_T[:2], images=[img, img],
         header="# file: 'rgbd_dataset_freiburg1_desk.bag'", size=(480, 640),
@@ -146,7 +129,7 @@ def test_published_calibration_undistorts_and_cam_txt_matches(tmp_path):
         out = cv2.imread(str(scene / "000000.png"))
         uv = (K_out @ X.T).T
         uv = uv[:, :2] / uv[:, 2:]
-        return max(np.hypot(*np.subtract(_centroid(out, u, v), (u, v))) for u, v in uv)
+        return max(np.hypot(*np.subtract(centroid(out, u, v), (u, v))) for u, v in uv)
 
     assert error(scene) < 0.2  # measured 0.01 px; without undistortion about 5 px
     d = np.load(scene / "depth" / "000000.npy")

@@ -167,8 +167,9 @@ def prepare(
     frames: "A:B[:STEP]" or a slice of the source's frame indices; stride: then every N-th.
     image_size: output (H, W), default the source size. Intrinsics at the source size, one
     of K (3x3), fx (fy, cx, cy default fx and the centre) or fov (degrees across W); without
-    them the source's own (calib, intrinsics.txt, TUM's published calibration). dist:
-    OpenCV k1 k2 p1 p2 [k3]. static_threshold: None = 1.0 for train, 0 (keep all) otherwise.
+    them the source's own (calib, intrinsics.txt, TUM's or Bonn's published calibration).
+    dist: OpenCV k1 k2 p1 p2 [k3]. static_threshold: None = 1.0 for train, 0 (keep all)
+    otherwise.
     log: a print-like callable for what was chosen, or None.
     """
     _check_options(scene, split, stride, static_threshold, ext, image_size, depth_scale, dist)

@@ -3,6 +3,7 @@
 - common.py  Recording (what an importer returns), image / depth / calib readers
 - video.py   a video file, or a folder of images (+ intrinsics.txt or cam.txt)
 - tum.py     TUM RGB-D layout (Bonn, RealSense recordings in the same layout)
+- bonn.py    Bonn RGB-D Dynamic's camera and marker-to-camera transforms
 - kitti.py   KITTI odometry sequences and KITTI raw drives (velodyne GT depth)
 - sevenscenes.py  Microsoft 7-Scenes sequences (frame-N.color/depth/pose)
 - writer.py  undistort, resize, drop static frames, write the scene atomically

@@ -1,4 +1,5 @@
-"""TUM RGB-D layout (also Bonn RGB-D Dynamic and recordings laid out the same way).
+"""TUM RGB-D layout (also Bonn RGB-D Dynamic, see bonn.py, and recordings laid out the same
+way).
 
     SOURCE/rgb.txt, depth.txt    ``timestamp path`` a line ('#' comments), paths relative
     SOURCE/associations.txt      or associate.txt: ``t_rgb rgb/x.png t_depth depth/y.png``
@@ -10,7 +11,8 @@ association file in SOURCE when there are no lists). Entries whose files are mis
 left out and the log says how many. The trajectory is interpolated at the RGB times
 (translation linearly, rotation by slerp); frames outside the trajectory's time range, or
 in a gap of more than ``MAX_GT_GAP`` between its samples, are dropped so that every written
-frame has a pose (``poses=False`` keeps them and writes no poses).
+frame has a pose (``poses=False`` keeps them and writes no poses). A Bonn sequence's
+trajectory is its marker's, moved to the camera by the published transforms.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 
 from ..datasets import RAW_DEPTH_PNG_SCALES
 from ..layout import DatasetError
+from .bonn import BONN_CALIBRATION, BONN_SIZE, is_bonn, marker_to_camera
 from .common import Recording, SourceOptions, files_reader, read_depth_png
 
 ASSOCIATION_FILES = ("associations.txt", "associate.txt")
@@ -215,25 +218,9 @@ def open_tum(source: Path, opts: SourceOptions) -> Recording:
         what = f"{len(pairs)} associated pairs"
     if not keep.all():
         notes.append(f"{what}; {int((~keep).sum())} have a missing file and are left out")
-    gt_path = source / "groundtruth.txt"
     poses = None
-    if opts.poses and gt_path.is_file():
-        gt_t, gt = read_trajectory(gt_path)
-        poses, covered = interpolate_poses(gt_t, gt, times)
-        if not (covered & keep).any():
-            raise DatasetError(
-                f"{gt_path}: covers none of the frame times ({gt_t[0]:.3f}..{gt_t[-1]:.3f} s, "
-                f"frames {times.min():.3f}..{times.max():.3f} s); pass --no-poses to import "
-                "without poses"
-            )
-        if (keep & ~covered).any():
-            notes.append(
-                f"{int((keep & ~covered).sum())} frames outside {gt_path.name}'s time range "
-                f"(or in a gap over {MAX_GT_GAP:g} s) are left out so that every frame has a "
-                "pose (--no-poses keeps them)"
-            )
-        keep &= covered
-        notes.append(f"poses: {gt_path.name} interpolated at the RGB times (slerp)")
+    if opts.poses and (source / "groundtruth.txt").is_file():
+        poses, keep = _gt_poses(source, times, keep, notes)
     if not keep.any():
         raise DatasetError(f"{source}: no RGB-depth pair has both files present")
     idx = np.flatnonzero(keep)
@@ -255,12 +242,51 @@ def open_tum(source: Path, opts: SourceOptions) -> Recording:
         has_depth=True,
         notes=notes,
     )
-    found = tum_calibration(source, rgb_txt if rgb_txt.is_file() else None)
-    if found is not None:
+    _published_camera(rec, source, rgb_txt if rgb_txt.is_file() else None)
+    return rec
+
+
+def _gt_poses(source: Path, times: np.ndarray, keep: np.ndarray, notes: list[str]):
+    """(camera-to-world poses at ``times``, ``keep`` less the frames groundtruth.txt does not
+    cover); Bonn's marker trajectory moved to the camera."""
+    gt_path = source / "groundtruth.txt"
+    gt_t, gt = read_trajectory(gt_path)
+    poses, covered = interpolate_poses(gt_t, gt, times)
+    if not (covered & keep).any():
+        raise DatasetError(
+            f"{gt_path}: covers none of the frame times ({gt_t[0]:.3f}..{gt_t[-1]:.3f} s, "
+            f"frames {times.min():.3f}..{times.max():.3f} s); pass --no-poses to import "
+            "without poses"
+        )
+    if (keep & ~covered).any():
+        notes.append(
+            f"{int((keep & ~covered).sum())} frames outside {gt_path.name}'s time range "
+            f"(or in a gap over {MAX_GT_GAP:g} s) are left out so that every frame has a "
+            "pose (--no-poses keeps them)"
+        )
+    notes.append(f"poses: {gt_path.name} interpolated at the RGB times (slerp)")
+    if is_bonn(source):
+        poses = marker_to_camera(poses)
+        notes.append(
+            "poses: Bonn's groundtruth.txt is the motion-capture marker's pose; moved to the "
+            "colour camera by the dataset's published T_ros and T_m"
+        )
+    return poses, keep & covered
+
+
+def _published_camera(rec: Recording, source: Path, rgb_list: Path | None) -> None:
+    """The published K and distortion of a Bonn or TUM freiburg1/2/3 sequence, if it is one."""
+    if is_bonn(source):
+        (fx, fy, cx, cy), dist = BONN_CALIBRATION
+        rec.K_from = f"Bonn RGB-D Dynamic published calibration (folder {source.resolve().name!r})"
+        rec.K_size = BONN_SIZE
+    else:
+        found = tum_calibration(source, rgb_list)
+        if found is None:
+            return
         key, where = found
         (fx, fy, cx, cy), dist = TUM_CALIBRATION[key]
-        rec.K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]])
-        rec.dist = None if dist is None else np.array(dist)
         rec.K_from = f"TUM freiburg{key} published calibration ({where})"
         rec.K_size = TUM_SIZE
-    return rec
+    rec.K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]])
+    rec.dist = None if dist is None else np.array(dist)
