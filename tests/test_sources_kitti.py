@@ -21,10 +21,15 @@ from scdepth.data.prepare import prepare
 from scdepth.data.sources.kitti import velodyne_depth
 
 # Hand-computed: velodyne (10, 1, -0.5) -> camera 0 (-0.9, 0.3, 10.3) -> P_rect_02 gives
-# (120.5, 184.5, 10.305): u = 11.69 -> 12, v = 17.90 -> 18, depth 10.305. (15.15, 1.45, -0.65)
-# lands on the same pixel at 15.455 (farther, so it loses); (-10, 1, -0.5) is behind, and
-# (10, -50, 0) is right of the image.
+# (120.5, 184.5, 10.305): u = 11.69, v = 17.90, depth 10.305. (15.15, 1.45, -0.65) lands at
+# (11.55, 17.91), on the same pixel either way, at 15.455 (farther, so it loses);
+# (-10, 1, -0.5) is behind, and (10, -50, 0) is right of the image. (10, 2.18, -0.5) gives
+# u = 2.5 / 10.305 = 0.24 and (10, -1.88, -0.5) u = 408.5 / 10.305 = 39.64, both at v = 17.90
+# and depth 10.305. Nearest pixel: (v, u) = (18, 12), (18, 0); u = 40 is outside the 40-wide
+# image. The Eigen-split standard, rounded then minus 1: (17, 11), (17, 39); u = -1 is outside.
 POINTS = [[15.15, 1.45, -0.65], [10, 1, -0.5], [-10, 1, -0.5], [10, -50, 0]]
+EDGES = [[10, 2.18, -0.5], [10, -1.88, -0.5]]
+PIXELS = {"eigen": {(17, 11), (17, 39)}, "nearest": {(18, 12), (18, 0)}}
 
 
 def _rigid(R, T):
@@ -33,6 +38,7 @@ def _rigid(R, T):
     return out
 
 
+@pytest.mark.parametrize("pixels", ["eigen", "nearest"])
 @pytest.mark.parametrize(
     "velo_to_cam, R_rect",
     [
@@ -40,11 +46,11 @@ def _rigid(R, T):
         (_rigid(np.eye(3), [0.3, -0.1, 0.2]), _rigid(AXES, [0, 0, 0])),  # R_rect after R|T
     ],
 )
-def test_velodyne_projection_known_point(velo_to_cam, R_rect):
-    d = velodyne_depth(np.array(POINTS), velo_to_cam, R_rect, P_RECT_02, SIZE)
+def test_velodyne_projection_known_points(velo_to_cam, R_rect, pixels):
+    d = velodyne_depth(np.array(POINTS + EDGES), velo_to_cam, R_rect, P_RECT_02, SIZE, pixels)
     assert d.dtype == np.float32 and d.shape == SIZE
-    assert np.count_nonzero(d) == 1
-    assert d[18, 12] == pytest.approx(10.305, abs=1e-5)
+    assert set(zip(*np.nonzero(d), strict=True)) == PIXELS[pixels]
+    assert d[d > 0] == pytest.approx(10.305, abs=1e-5)
 
 
 def test_raw_drive_val_and_test(tmp_path):
@@ -54,13 +60,20 @@ def test_raw_drive_val_and_test(tmp_path):
     scene = prepare(drive.parent, root, "d1", split="val", image_size=(15, 20), progress=False,
                     log=lines.append)  # fmt: skip
     assert "format: kitti-raw (auto: calib_cam_to_cam.txt (a date folder))" in lines
+    assert any("pixels as the Eigen-split standard" in s for s in lines)
     np.testing.assert_allclose(
         np.loadtxt(scene / "cam.txt"), [[50, 0, 9.75], [0, 50, 7.25], [0, 0, 1]], atol=1e-6
     )  # P_rect_02[:, :3] at half size: (c + 0.5) / 2 - 0.5
     assert sorted(p.stem for p in scene.glob("*.jpg")) == ["000000", "000001", "000002"]
     d = np.load(scene / "depth/000001.npy")
-    assert d.shape == SIZE and d[18, 12] == pytest.approx(10.305, abs=1e-5)  # source size
+    assert d.shape == SIZE and d[17, 11] == pytest.approx(10.305, abs=1e-5)  # source size
+    assert np.count_nonzero(d) == 1
     np.testing.assert_allclose(np.diff(read_times(scene / "times.txt", 3)), 0.1, atol=1e-6)
+    near = prepare(drive, root, "d2", split="val", kitti_gt="nearest", progress=False, log=None)
+    d = np.load(near / "depth/000001.npy")
+    assert d[18, 12] == pytest.approx(10.305, abs=1e-5) and np.count_nonzero(d) == 1
+    with pytest.raises(ValueError, match=r"--kitti-gt must be one of eigen, nearest, got 'x'"):
+        prepare(drive, root, "d3", split="val", kitti_gt="x", progress=False, log=None)
     out = prepare(drive, root, "d1", split="test", progress=False, log=None)  # the drive folder
     assert sorted(p.name for p in (out / "depth").iterdir())[0] == "d1_000000.npy"
     train = prepare(drive, root, "d1t", progress=False, log=None)

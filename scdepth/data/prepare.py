@@ -25,6 +25,7 @@ import numpy as np
 
 from .layout import DatasetError, check_intrinsics, read_intrinsics
 from .sources import FORMATS, SourceOptions, open_source
+from .sources.kitti import GT_PIXELS
 from .sources.writer import destination_taken, frame_difference, write_scene
 
 __all__ = ["frame_difference", "intrinsics_from_fov", "main", "parse_frames", "prepare"]
@@ -156,6 +157,7 @@ def prepare(
     associations=None,
     sequence: str | None = None,
     poses: bool = True,
+    kitti_gt: str = "eigen",
     static_threshold: float | None = None,
     ext: str = "jpg",
     overwrite: bool = False,
@@ -169,12 +171,15 @@ def prepare(
     of K (3x3), fx (fy, cx, cy default fx and the centre) or fov (degrees across W); without
     them the source's own (calib, intrinsics.txt, TUM's or Bonn's published calibration).
     dist: OpenCV k1 k2 p1 p2 [k3]. static_threshold: None = 1.0 for train, 0 (keep all)
-    otherwise.
+    otherwise. kitti_gt: the pixels of KITTI raw velodyne GT, "eigen" (the Eigen-split
+    standard: rounded, then 1 subtracted) or "nearest".
     log: a print-like callable for what was chosen, or None.
     """
     _check_options(scene, split, stride, static_threshold, ext, image_size, depth_scale, dist)
     if max_dt <= 0:
         raise ValueError(f"--max-dt must be > 0 seconds, got {max_dt}")
+    if kitti_gt not in GT_PIXELS:
+        raise ValueError(f"--kitti-gt must be one of {', '.join(GT_PIXELS)}, got {kitti_gt!r}")
     frames = parse_frames(frames)
     root = Path(root)
     taken = destination_taken(root, scene, split)
@@ -189,6 +194,7 @@ def prepare(
         max_dt=max_dt,
         associations=None if associations is None else Path(associations),
         poses=poses,
+        gt_pixels=kitti_gt,
     )
     rec, said = open_source(source, format, opts)
     if log:
@@ -249,6 +255,14 @@ def main(argv=None) -> int:
     ap.add_argument("--associations", help="TUM: association file (t rgb t depth a line)")
     ap.add_argument("--sequence", "--drive", help="KITTI: sequence NN or drive folder name")
     ap.add_argument("--no-poses", action="store_true", help="do not write GT poses")
+    ap.add_argument(
+        "--kitti-gt",
+        choices=GT_PIXELS,
+        default="eigen",
+        help="KITTI raw GT depth pixels: 'eigen' (default) as the Eigen-split GT of published "
+        "results (monodepth2's generate_depth_map: projected velodyne points rounded, then 1 "
+        "subtracted, as KITTI's 1-based MATLAB code); 'nearest': the nearest pixel",
+    )
     ap.add_argument("--ext", choices=("jpg", "png"), default="jpg")
     ap.add_argument("--overwrite", action="store_true")
     ap.add_argument("--no-progress", action="store_true")
@@ -275,6 +289,7 @@ def main(argv=None) -> int:
             associations=a.associations,
             sequence=a.sequence,
             poses=not a.no_poses,
+            kitti_gt=a.kitti_gt,
             static_threshold=a.static_threshold,
             ext=a.ext,
             overwrite=a.overwrite,

@@ -27,6 +27,7 @@ class SourceOptions:
     max_dt: float = 0.02  # TUM: largest RGB-depth time difference (s) for association
     associations: Path | None = None  # TUM: a given association file
     poses: bool = True  # write poses.txt where the source has GT poses
+    gt_pixels: str = "eigen"  # KITTI raw: velodyne GT pixels, "eigen" or "nearest"
 
 
 @dataclass

@@ -17,8 +17,11 @@ Raw (SOURCE is a date folder, with ``--sequence DRIVE`` when it has several, or 
 
 GT depth of raw drives (``--split val|test``) is the velodyne scan projected into camera 2
 (Eigen et al.'s protocol): points in front (x > 0), to camera 0 by R|T, rectified by
-R_rect_00, projected by P_rect_02, rounded to the nearest pixel (pixel centres at integer
-coordinates), the nearest point kept where several hit one pixel; depth = z in camera 2.
+R_rect_00, projected by P_rect_02, the nearest point kept where several hit one pixel;
+depth = z in camera 2. Pixels (``gt_pixels``): "eigen" (default) as the standard Eigen-split
+GT every published KITTI number is computed on (monodepth2's ``generate_depth_map``): rounded,
+then 1 subtracted, as KITTI's 1-based MATLAB code indexes; "nearest": rounded to the nearest
+pixel (pixel centres at integer coordinates).
 """
 
 from __future__ import annotations
@@ -33,6 +36,13 @@ from ..poses import read_poses, read_times
 from .common import Recording, SourceOptions, calib_row, files_reader, read_calib
 
 CAMERAS = ("2", "0", "3", "1")  # preference: left colour, then left grayscale
+GT_PIXELS = ("eigen", "nearest")  # how a projected velodyne point picks its pixel
+PIXEL_NOTES = {
+    "eigen": "pixels as the Eigen-split standard (rounded, minus 1; --kitti-gt nearest: "
+    "the nearest pixel)",
+    "nearest": "the nearest pixel (--kitti-gt nearest; the Eigen-split standard is one pixel "
+    "up-left)",
+}
 
 
 def _pick(options: list[Path], wanted: str | None, source: Path, what: str) -> Path:
@@ -123,8 +133,11 @@ def read_velodyne(path: Path) -> np.ndarray:
     return raw.reshape(-1, 4)
 
 
-def velodyne_depth(points, velo_to_cam, R_rect, P_rect, size) -> np.ndarray:
-    """Sparse depth float32 [H, W] (metres, 0 = no point) of velodyne points [N, >=3]."""
+def velodyne_depth(points, velo_to_cam, R_rect, P_rect, size, pixels="eigen") -> np.ndarray:
+    """Sparse depth float32 [H, W] (metres, 0 = no point) of velodyne points [N, >=3];
+    ``pixels`` one of GT_PIXELS."""
+    if pixels not in GT_PIXELS:
+        raise ValueError(f"--kitti-gt must be one of {', '.join(GT_PIXELS)}, got {pixels!r}")
     pts = np.asarray(points, dtype=np.float64)[:, :3]
     pts = pts[pts[:, 0] > 0]  # in front of the car
     X = np.c_[pts, np.ones(len(pts))].T  # [4, N]
@@ -133,6 +146,8 @@ def velodyne_depth(points, velo_to_cam, R_rect, P_rect, size) -> np.ndarray:
     front = z > 0
     u = np.round(p[0, front] / z[front]).astype(np.int64)
     v = np.round(p[1, front] / z[front]).astype(np.int64)
+    if pixels == "eigen":  # the published numbers' GT, one pixel up-left of the nearest
+        u, v = u - 1, v - 1
     z = z[front]
     h, w = size
     inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
@@ -176,10 +191,15 @@ def open_raw(source: Path, opts: SourceOptions) -> Recording:
     if want_depth and not velo_dir.is_dir():
         raise DatasetError(f"{velo_dir}: missing (GT depth of --split {opts.split})")
 
+    geometry = (calib["velo_to_cam"], calib["R_rect"], calib["P_rect"])
+
     def depth(i: int, size) -> np.ndarray:
         scan = read_velodyne(velo_dir / f"{images[i].stem}.bin")
-        return velodyne_depth(scan, calib["velo_to_cam"], calib["R_rect"], calib["P_rect"], size)
+        return velodyne_depth(scan, *geometry, size, opts.gt_pixels)
 
+    notes = [f"drive {drive.name}"]
+    if want_depth:
+        notes.append(f"GT depth: velodyne projected into camera 2, {PIXEL_NOTES[opts.gt_pixels]}")
     return Recording(
         "kitti-raw",
         drive,
@@ -189,6 +209,5 @@ def open_raw(source: Path, opts: SourceOptions) -> Recording:
         K_from=f"{date / 'calib_cam_to_cam.txt'} P_rect_02",
         times=_raw_times(drive / "image_02" / "timestamps.txt", len(images)),
         has_depth=want_depth,
-        notes=[f"drive {drive.name}"]
-        + (["GT depth: velodyne scans projected into camera 2"] if want_depth else []),
+        notes=notes,
     )
