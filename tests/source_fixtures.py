@@ -65,12 +65,13 @@ def write_tum(
     gt_range=None,
     header="# file: 'rgbd_dataset_test.bag'",
     images=None,
+    depths=None,
     size=SIZE,
     missing=(),
 ) -> Path:
-    """rgb/, depth/ (uint16 = 5000 * (1 + 0.1 i) m), rgb.txt, depth.txt and, with gt_range
-    (t_start, t_end), groundtruth.txt sampled at 100 Hz from ``tum_pose``. ``missing``: rgb
-    indices listed in rgb.txt but not on disk."""
+    """rgb/, depth/ (uint16 = 5000 * (1 + 0.1 i) m, or ``depths``), rgb.txt, depth.txt and,
+    with gt_range (t_start, t_end), groundtruth.txt sampled at 100 Hz from ``tum_pose``.
+    ``missing``: rgb indices listed in rgb.txt but not on disk."""
     (folder / "rgb").mkdir(parents=True)
     (folder / "depth").mkdir()
     rgb_lines, depth_lines = ["# color images", header, "# timestamp filename"], ["# depth"]
@@ -83,7 +84,8 @@ def write_tum(
     for i, t in enumerate(depth_times):
         name = f"depth/{t:.6f}.png"
         depth_lines.append(f"{t:.6f} {name}")
-        cv2.imwrite(str(folder / name), np.full(size, 5000 * (1 + 0.1 * i), np.uint16))
+        d = np.full(size, 5000 * (1 + 0.1 * i), np.uint16) if depths is None else depths[i]
+        cv2.imwrite(str(folder / name), d)
     (folder / "rgb.txt").write_text("\n".join(rgb_lines) + "\n")
     (folder / "depth.txt").write_text("\n".join(depth_lines) + "\n")
     if gt_range is not None:

@@ -105,6 +105,14 @@ def test_image_folder_and_cli(tmp_path, capsys):
     assert (root / "training/train.txt").read_text() == "a\nb\n"
 
 
+def test_help_names_the_gt_conventions(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--kitti-gt {eigen,nearest}" in text and "Eigen-split" in text
+    assert "--undistort-depth" in text and "not undistorted, as TUM advises" in text
+
+
 def test_refusals(video, tmp_path, capsys):
     root = tmp_path / "ds"
     main([str(video), "--root", str(root), "--scene", "c", "--fov", "60", "--no-progress"])

@@ -132,12 +132,49 @@ def test_published_calibration_undistorts_and_cam_txt_matches(tmp_path):
         return max(np.hypot(*np.subtract(centroid(out, u, v), (u, v))) for u, v in uv)
 
     assert error(scene) < 0.2  # measured 0.01 px; without undistortion about 5 px
-    d = np.load(scene / "depth" / "000000.npy")
-    assert d.shape == (480, 640) and (d == np.float32(1.0)).mean() > 0.99  # nearest: exact
     # control: the same K without undistortion misplaces the dots near the borders
     control = prepare(src, tmp_path / "ds", "nodist", split="val", K=K, image_size=(240, 320),
                       ext="png", progress=False, log=None)  # fmt: skip
     assert error(control) > 1.0
+
+
+def _square_depth(centres, size=(480, 640)) -> np.ndarray:
+    """uint16 depth: 1 m, with a 5x5 square at 2 m around each (u, v) in ``centres``."""
+    d = np.full(size, 5000, np.uint16)
+    for u, v in centres:
+        d[v - 2 : v + 3, u - 2 : u + 3] = 10000
+    return d
+
+
+@pytest.mark.parametrize("undistort_depth", [False, True])
+def test_registered_depth_is_moved_not_undistorted_by_default(tmp_path, undistort_depth):
+    """Squares of far depth near two corners of a freiburg1 depth image: by default each moves
+    only by the change of pinhole camera K -> the written K' (K' K^-1 p); with undistort_depth
+    as a colour pixel there would (OpenCV's undistortPoints into K'), several pixels apart."""
+    (fx, fy, cx, cy), dist = TUM_CALIBRATION["1"]
+    K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]])
+    centres = [(540, 400), (100, 80)]
+    depth = _square_depth(centres)
+    src = write_tum(
+        tmp_path / "rgbd_dataset_freiburg1_desk", R_T[:2], D_T[:2], depths=[depth, depth],
+        size=(480, 640),
+    )  # fmt: skip
+    lines = []
+    scene = prepare(src, tmp_path / "ds", "d", split="val", undistort_depth=undistort_depth,
+                    progress=False, log=lines.append)  # fmt: skip
+    said = "GT depth: " + ("remapped" if undistort_depth else "not undistorted")
+    assert any(s.startswith(said) for s in lines)
+    K_out = np.loadtxt(scene / "cam.txt")  # at the source size: the undistorted camera K'
+    d = np.load(scene / "depth" / "000000.npy")
+    assert set(np.unique(d)) == {np.float32(1.0), np.float32(2.0)}  # nearest: no blends
+    for u, v in centres:
+        moved = (K_out @ np.linalg.inv(K) @ [u, v, 1])[:2]
+        undistorted = cv2.undistortPoints(np.array([[[u, v]]], float), K, np.array(dist),
+                                          P=K_out)[0, 0]  # fmt: skip
+        assert np.hypot(*(moved - undistorted)) > 5
+        want = undistorted if undistort_depth else moved
+        got = centroid((d == 2.0).astype(np.float64), *want)
+        assert np.hypot(*np.subtract(got, want)) < 0.75
 
 
 def test_published_calibration_needs_its_image_size(tmp_path):

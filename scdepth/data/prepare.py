@@ -32,6 +32,12 @@ __all__ = ["frame_difference", "intrinsics_from_fov", "main", "parse_frames", "p
 
 SPLITS = ("train", "val", "test")
 STATIC_THRESHOLD = 1.0  # default for --split train; val/test keep every selected frame
+DEPTH_NOTES = {
+    False: "GT depth: not undistorted (taken as registered to the pinhole colour camera, as "
+    "TUM advises for its pre-registered depth), only moved to the undistorted camera; "
+    "--undistort-depth remaps it with the lens distortion",
+    True: "GT depth: remapped with the lens distortion like the frames (--undistort-depth)",
+}
 
 
 def intrinsics_from_fov(fov_deg: float, size) -> np.ndarray:
@@ -92,7 +98,7 @@ def _check_options(scene, split, stride, static_threshold, ext, image_size, dept
         raise ValueError(f"--dist takes k1 k2 p1 p2 [k3] (4, 5 or 8 numbers), got {len(dist)}")
 
 
-def _camera(rec, K, fov, fx, fy, cx, cy, dist, log):
+def _camera(rec, K, fov, fx, fy, cx, cy, dist, undistort_depth, log):
     """camera(source size) -> (K, dist) for the writer; the options win over the source."""
     given = [n for n, v in (("K", K), ("fov", fov), ("fx", fx)) if v is not None]
     if len(given) > 1:
@@ -130,6 +136,8 @@ def _camera(rec, K, fov, fx, fy, cx, cy, dist, log):
                 f"cx {out[0, 2]:.2f} cy {out[1, 2]:.2f} at {w}x{h}")  # fmt: skip
             if d is not None and np.any(d):
                 log(f"undistorting (k1 k2 p1 p2 k3 = {' '.join(f'{v:g}' for v in d)})")
+                if rec.has_depth:
+                    log(DEPTH_NOTES[undistort_depth])
         return out, d
 
     return camera
@@ -158,6 +166,7 @@ def prepare(
     sequence: str | None = None,
     poses: bool = True,
     kitti_gt: str = "eigen",
+    undistort_depth: bool = False,
     static_threshold: float | None = None,
     ext: str = "jpg",
     overwrite: bool = False,
@@ -172,7 +181,9 @@ def prepare(
     them the source's own (calib, intrinsics.txt, TUM's or Bonn's published calibration).
     dist: OpenCV k1 k2 p1 p2 [k3]. static_threshold: None = 1.0 for train, 0 (keep all)
     otherwise. kitti_gt: the pixels of KITTI raw velodyne GT, "eigen" (the Eigen-split
-    standard: rounded, then 1 subtracted) or "nearest".
+    standard: rounded, then 1 subtracted) or "nearest". undistort_depth: remap GT depth with
+    the lens distortion like the frames (default: it is taken as registered to the pinhole
+    colour camera and only moved to the undistorted camera).
     log: a print-like callable for what was chosen, or None.
     """
     _check_options(scene, split, stride, static_threshold, ext, image_size, depth_scale, dist)
@@ -203,7 +214,7 @@ def prepare(
             log(note)
         if split == "test" and not rec.has_depth:
             log("no GT depth in this source: testing/color only (scdepth-eval leaves it out)")
-    camera = _camera(rec, K, fov, fx, fy, cx, cy, dist, log)
+    camera = _camera(rec, K, fov, fx, fy, cx, cy, dist, undistort_depth, log)
     if static_threshold is None:
         static_threshold = STATIC_THRESHOLD if split == "train" else 0.0
     out, _ = write_scene(
@@ -216,6 +227,7 @@ def prepare(
         image_size=image_size,
         static_threshold=static_threshold,
         ext=ext,
+        undistort_depth=undistort_depth,
         progress=progress,
         log=log,
     )
@@ -240,6 +252,13 @@ def main(argv=None) -> int:
     ap.add_argument("--cy", type=float, help="default: the image centre")
     ap.add_argument(
         "--dist", type=float, nargs="+", metavar="K", help="distortion k1 k2 p1 p2 [k3]"
+    )
+    ap.add_argument(
+        "--undistort-depth",
+        action="store_true",
+        help="remap GT depth with the lens distortion like the frames (default: depth "
+        "registered to the colour image, as TUM's and Bonn's, is not undistorted, as TUM "
+        "advises; it is only moved to the undistorted camera)",
     )
     ap.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="output size")
     ap.add_argument(
@@ -290,6 +309,7 @@ def main(argv=None) -> int:
             sequence=a.sequence,
             poses=not a.no_poses,
             kitti_gt=a.kitti_gt,
+            undistort_depth=a.undistort_depth,
             static_threshold=a.static_threshold,
             ext=a.ext,
             overwrite=a.overwrite,

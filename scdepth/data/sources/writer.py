@@ -3,10 +3,14 @@ cam.txt, GT depth, poses.txt, times.txt, written into a hidden staging folder ne
 destination and moved into place only when everything succeeded.
 
 Lens undistortion (when distortion coefficients are known) is applied at the source size,
-before any resize: colour bilinearly, depth by nearest neighbour (a depth value is a
-surface's z, it must not be blended across edges). The undistorted camera is OpenCV's
+before any resize, colour bilinearly. The undistorted camera is OpenCV's
 ``getOptimalNewCameraMatrix`` with alpha = 0, so every written pixel sees the scene (no black
-border); cam.txt is that camera scaled to the output size.
+border); cam.txt is that camera scaled to the output size. GT depth is resampled by nearest
+neighbour (a depth value is a surface's z, it must not be blended across edges) onto the same
+camera: by default it is not undistorted, only moved from the source's K to the new one, for
+depth registered to the colour image by the sensor (TUM, Bonn) is already a pinhole image
+and TUM advises against undistorting it; ``undistort_depth`` remaps it with the colour
+frames' lens distortion instead.
 
 GT depth is kept at the source size (after undistortion), as float32 metres in .npy, 0 = no
 reading: the evaluator resizes each prediction to its GT, so sparse scans (KITTI) are not
@@ -40,16 +44,24 @@ def frame_difference(a: np.ndarray, b: np.ndarray) -> float:
 
 
 class Undistort:
-    """Remap maps from (K, dist) at one size to the alpha = 0 undistorted camera ``K``."""
+    """Remap maps from (K, dist) at one size to the alpha = 0 undistorted camera ``K``: the
+    colour frames' and GT depth's (the same with ``undistort_depth``, else K -> ``K`` alone)."""
 
-    def __init__(self, K: np.ndarray, dist: np.ndarray, size):
+    def __init__(self, K: np.ndarray, dist: np.ndarray, size, undistort_depth: bool = False):
         h, w = size
         self.K, _ = cv2.getOptimalNewCameraMatrix(K, dist, (w, h), 0, (w, h))
         self.maps = cv2.initUndistortRectifyMap(K, dist, None, self.K, (w, h), cv2.CV_32FC1)
+        self.depth_maps = (
+            self.maps
+            if undistort_depth
+            else cv2.initUndistortRectifyMap(K, None, None, self.K, (w, h), cv2.CV_32FC1)
+        )
 
-    def __call__(self, img: np.ndarray, nearest: bool = False) -> np.ndarray:
-        interp = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
-        return cv2.remap(img, *self.maps, interp, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    def __call__(self, img: np.ndarray) -> np.ndarray:
+        return cv2.remap(img, *self.maps, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+
+    def depth(self, d: np.ndarray) -> np.ndarray:
+        return cv2.remap(d, *self.depth_maps, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT)
 
 
 def scene_test_files(testing: Path, scene: str) -> list[Path]:
@@ -84,12 +96,14 @@ def write_scene(
     image_size=None,
     static_threshold: float = 0.0,
     ext: str = "jpg",
+    undistort_depth: bool = False,
     progress: bool = True,
     log=print,
 ) -> tuple[Path, int]:
     """Write the selected frames of ``rec``; returns (scene folder or ROOT/testing, frames).
 
     camera(source (H, W)) -> (K, dist or None) at the source size, asked at the first frame.
+    undistort_depth: remap GT depth with the lens distortion too (see the module's text).
     """
     parent = root / ("testing" if split == "test" else "training")
     made = [p for p in (root, parent) if not p.exists()]  # removed again if the import fails
@@ -98,7 +112,7 @@ def write_scene(
     try:
         kept, K_out, wrote_depth = _write_frames(
             rec, stage, scene, split, selection, camera, image_size, static_threshold, ext,
-            progress,
+            undistort_depth, progress,
         )  # fmt: skip
         if split == "test":
             out = _commit_test(stage, parent, scene)
@@ -125,8 +139,9 @@ def write_scene(
 
 
 def _write_frames(
-    rec, stage, scene, split, selection, camera, image_size, static_threshold, ext, progress
-):
+    rec, stage, scene, split, selection, camera, image_size, static_threshold, ext,
+    undistort_depth, progress,
+):  # fmt: skip
     test = split == "test"
     color = stage / "color" if test else stage
     depth_dir = stage / "depth"
@@ -146,7 +161,7 @@ def _write_frames(
             out_size = tuple(image_size) if image_size else src_size
             K, dist = camera(src_size)
             if dist is not None and np.any(dist):
-                undistort = Undistort(K, dist, src_size)
+                undistort = Undistort(K, dist, src_size, undistort_depth)
                 K = undistort.K
             K_out = scale_intrinsics(K, src_size, out_size)
             color.mkdir(exist_ok=True)
@@ -166,7 +181,7 @@ def _write_frames(
         if depth is not None:
             d = np.asarray(depth(), dtype=np.float32)
             if undistort is not None:
-                d = undistort(d, nearest=True)
+                d = undistort.depth(d)
             depth_dir.mkdir(exist_ok=True)
             np.save(depth_dir / f"{name}.npy", d)
         kept.append(i)
