@@ -8,7 +8,7 @@ Generates a small outdoor scene (scdepth-synth's generator) at the size into a t
 folder, then measures in this process:
 - per sample (the trainer's SC-DepthV3 item: target, 2 references, pseudo-depth): PNG decode,
   augmentation (flip, zoom, crop: the resize), to-tensor and the whole item, medians;
-- the trainer's DataLoader (scdepth.train.make_loader, batch `--batch`) with each worker
+- the trainer's DataLoader (scdepth.data.loader.make_loader, batch `--batch`) with each worker
   count: samples/s after its first batch (the workers' start-up is reported apart);
 - one SC-DepthV3 training step at the size on this device (compute_losses, backward, Adam;
   the second of two), unless --no-step.
@@ -72,11 +72,11 @@ def time_item(data, index):
 
 def loader_rate(data, cfg, workers, batches):
     """(seconds to the first batch, samples/s over the next `batches` batches)."""
-    from scdepth import train
+    from scdepth.data import loader
 
     cfg.num_workers = workers
     warnings.filterwarnings("ignore", message="This DataLoader will create")  # > cores: meant
-    it = iter(train.make_loader(data, cfg, 0, 0, torch.device("cpu")))
+    it = iter(loader.make_loader(data, cfg, 0, 0, torch.device("cpu")))
     t0 = time.perf_counter()
     next(it)
     t1 = time.perf_counter()

@@ -54,7 +54,7 @@ def angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def diagnose(checkpoint, data_root, split="val") -> dict:
-    net, size, rectify_net = pose_eval.load_pose_model(checkpoint)
+    net, size, rectify_net = checkpoint.load_pose_model(checkpoint)
     scenes = pose_eval.pose_scenes(data_root, split)
     rows: dict[str, list] = {}
     steps = {"rot_err_deg": [], "rot_deg": [], "dir_err_deg": [], "len_pred": [], "len_gt": []}

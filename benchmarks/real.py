@@ -119,8 +119,8 @@ def constant_model(img):
 
 def depth_rows(name, root, dataset, checkpoint, seed) -> list[dict]:
     """abs_rel / a1 of the trained net, the same net untrained, and a constant."""
+    from scdepth.checkpoint import load_depth_model
     from scdepth.evaluate import evaluate_model
-    from scdepth.infer import load_depth_model
     from scdepth.models import DepthNet
 
     trained, size = load_depth_model(checkpoint)
@@ -167,9 +167,9 @@ def sheet(sets, path: Path, per_set: int = 2) -> None:
     import cv2
 
     from scdepth import viz
+    from scdepth.checkpoint import load_depth_model
     from scdepth.data.dataset import TestFolder
     from scdepth.data.layout import read_depth
-    from scdepth.infer import load_depth_model
 
     rows = []
     for root, dataset, checkpoint in sets:
@@ -300,7 +300,7 @@ def main(argv=None) -> int:
         ("TUM fr1_desk (RealSense model)", root / "tum", "tum", rs_ck),
     ):
         res = pose_results(name, r, dataset, ck, out / f"pose_{Path(r).name}")
-        from scdepth.pose_eval import markdown_table
+        from scdepth.pose_report import markdown_table
 
         report["pose"][name] = {"metrics": res, "table": markdown_table(res)}
     sheet_path = out / "real_sheet.png"

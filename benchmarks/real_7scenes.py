@@ -97,7 +97,7 @@ def run(data: Path, out: Path, seed: int) -> dict:
     rows[1]["predictor"] = "trained (last.pt)"
     report["depth"] = rows
     res = real.pose_results("7-Scenes held-out", out / "heldout", ds, best, out / "pose")
-    from scdepth.pose_eval import markdown_table
+    from scdepth.pose_report import markdown_table
 
     report["pose"] = {"7-Scenes held-out (600-699, every 10th frame)": {
         "metrics": res, "table": markdown_table(res, per_scene=False),

@@ -22,7 +22,7 @@ SIZE=${SIZE:-[96,128]}
 SEED=${SEED:-0}
 if [ ! -d "$DATA/training" ]; then
     # shellcheck disable=SC2086  # SYNTH_ARGS is a list of options
-    $PY -m scdepth.data.synth --preset indoor --rotation "$ROTATION" --seed "$SEED" \
+    $PY -m scdepth.cli.synth --preset indoor --rotation "$ROTATION" --seed "$SEED" \
         --out "$DATA" --no-progress ${SYNTH_ARGS:-}
 fi
 for method in sc_depth_v1 sc_depth_v2; do
@@ -31,7 +31,7 @@ for method in sc_depth_v1 sc_depth_v2; do
     resume=()
     [ -f "$run/last.pt" ] && resume=(--resume)
     start=$(date +%s)
-    $PY -m scdepth.train --out "$run" "${resume[@]}" --no-progress --epochs "$EPOCHS" \
+    $PY -m scdepth.cli.train --out "$run" "${resume[@]}" --no-progress --epochs "$EPOCHS" \
         --epoch-size "$EPOCH_SIZE" data_root="$DATA" image_size="$SIZE" seed="$SEED" \
         method="$method"
     echo "$method: $(($(date +%s) - start)) s" | tee -a "$OUT/times.txt"

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import torch
 
+from .config import from_dict
+from .models import DepthNet, PoseNet, RectifyNet
+
 FORMAT = "scdepth-checkpoint-1"
 
 
@@ -116,3 +119,34 @@ def load_weights(net, state, key, path):
     except RuntimeError as e:
         raise CheckpointError(f"checkpoint {path}: {key} does not fit the network ({e})") from None
     return net
+
+
+def load_depth_model(path, device="cpu"):
+    """(model, image_size) from a training checkpoint: model(img) takes a normalised
+    [B, 3, H, W] batch (H, W multiples of 32; image_size is the training size) and returns
+    depth [B, 1, H, W]."""
+    state = load(path)
+    if not {"config", "depth_net"} <= set(state):
+        raise CheckpointError(f"checkpoint {path} holds no depth network")
+    cfg = from_dict(state["config"])
+    net = load_weights(DepthNet(cfg.resnet_layers, pretrained=False), state, "depth_net", path)
+    return net.to(device).eval(), tuple(cfg.image_size)
+
+
+def load_pose_model(path, device="cpu"):
+    """(PoseNet, image_size, RectifyNet or None) in eval mode from a training checkpoint; the
+    RectifyNet of an SC-DepthV2 run, whose poses compose its rotation (rectify.predict_pose)."""
+    state = load(path)
+    if "pose_net" not in state:
+        raise CheckpointError(
+            f"checkpoint {path} holds no PoseNet weights ('pose_net'); pose evaluation needs "
+            "a checkpoint written by scdepth-train"
+        )
+    cfg = from_dict(state["config"])
+    scale = cfg.pose_rotation_scale
+    net = load_weights(PoseNet(18, rotation_scale=scale), state, "pose_net", path)
+    rectify_net = None
+    if cfg.method == "sc_depth_v2":
+        rectify_net = RectifyNet(18, rotation_scale=scale)
+        rectify_net = load_weights(rectify_net, state, "rectify_net", path).to(device).eval()
+    return net.to(device).eval(), tuple(cfg.image_size), rectify_net

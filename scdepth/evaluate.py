@@ -1,5 +1,5 @@
-"""scdepth-eval: standard depth metrics, split into dynamic and static regions (SC-DepthV3
-Table 1), for a folder of predictions or a checkpoint.
+"""Depth evaluation (scdepth-eval): standard depth metrics, split into dynamic and static
+regions (SC-DepthV3 Table 1), for a folder of predictions or a checkpoint.
 
 Per image, as the public SC-Depth evaluation does: the prediction is resized bilinearly to
 the GT size; pixels with GT in (min_depth, max_depth) inside the dataset's crop are valid;
@@ -13,8 +13,6 @@ Metrics are averaged over images; an image without dynamic pixels does not count
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -22,40 +20,11 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from .checkpoint import load_depth_model
 from .data.dataset import TestFolder, ValFolder
-from .data.datasets import DATASETS, EVAL_CROPS, DatasetSpec, get_spec
+from .data.datasets import EVAL_CROPS, DatasetSpec, get_spec
 from .data.layout import DatasetError, read_depth, read_mask
-
-METRICS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "a1", "a2", "a3", "spread")
-
-
-def compute_depth_metrics(gt, pred, mask=None) -> dict[str, float]:
-    """abs_rel, sq_rel, rmse, rmse_log, log10 and the accuracies a1-a3 (delta < 1.25^k) over
-    the pixels in ``mask`` (all when None). gt and pred: positive depths of one shape,
-    already aligned (no scaling here). spread: std(log pred) / std(log gt), the depth contrast
-    relative to GT (1 = right; median scaling cannot fix it, so abs_rel moves with it); nan
-    when the GT is flat."""
-    gt, pred = np.asarray(gt, np.float64), np.asarray(pred, np.float64)
-    if gt.shape != pred.shape:
-        raise ValueError(f"pred must have the shape of gt {gt.shape}, got {pred.shape}")
-    if mask is not None:
-        gt, pred = gt[mask], pred[mask]
-    if gt.size == 0:
-        raise ValueError("no pixels to evaluate (mask is empty)")
-    thresh = np.maximum(gt / pred, pred / gt)
-    diff = gt - pred
-    gt_std = np.std(np.log(gt))
-    return {
-        "abs_rel": float(np.mean(np.abs(diff) / gt)),
-        "sq_rel": float(np.mean(diff**2 / gt)),
-        "rmse": float(np.sqrt(np.mean(diff**2))),
-        "rmse_log": float(np.sqrt(np.mean((np.log(gt) - np.log(pred)) ** 2))),
-        "log10": float(np.mean(np.abs(np.log10(gt) - np.log10(pred)))),
-        "a1": float(np.mean(thresh < 1.25)),
-        "a2": float(np.mean(thresh < 1.25**2)),
-        "a3": float(np.mean(thresh < 1.25**3)),
-        "spread": float(np.std(np.log(pred)) / gt_std) if gt_std > 0 else float("nan"),
-    }
+from .metrics import METRICS, compute_depth_metrics
 
 
 def valid_mask(gt: np.ndarray, spec: DatasetSpec) -> np.ndarray:
@@ -226,9 +195,7 @@ def evaluate_checkpoint(
     median_scaling: bool = True,
     progress: bool = True,
 ) -> dict:
-    """Like evaluate_folder, predicting with ``scdepth.infer.load_depth_model``."""
-    from .infer import load_depth_model  # the model code is only needed here
-
+    """Like evaluate_folder, predicting with ``checkpoint.load_depth_model``."""
     model, image_size = load_depth_model(checkpoint, device)
     return evaluate_model(
         model,
@@ -240,63 +207,3 @@ def evaluate_checkpoint(
         median_scaling=median_scaling,
         progress=progress,
     )
-
-
-def format_table(results: dict) -> str:
-    head = f"{'region':<8}{'images':>7}" + "".join(f"{k:>10}" for k in METRICS)
-    rows = [head]
-    for region, m in results.items():
-        rows.append(f"{region:<8}{m['count']:>7}" + "".join(f"{m[k]:>10.4f}" for k in METRICS))
-    if not {"dynamic", "static"} & set(results):
-        rows.append("(no seg_mask: all pixels only; dynamic/static need seg_mask/)")
-    return "\n".join(rows)
-
-
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if "--pose" in argv:  # pose evaluation has its own options (scdepth/pose_eval.py)
-        from .pose_eval import main as pose_main
-
-        return pose_main([a for a in argv if a != "--pose"])
-    ap = argparse.ArgumentParser(prog="scdepth-eval", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--pose", action="store_true", help="pose evaluation: see --pose --help")
-    src = ap.add_mutually_exclusive_group(required=True)
-    src.add_argument("--pred-dir", help="folder of <image stem>.npy depth predictions")
-    src.add_argument("--checkpoint", help="a checkpoint scdepth.infer can load")
-    ap.add_argument("--data-root", required=True)
-    ap.add_argument("--dataset", choices=sorted(DATASETS), required=True)
-    ap.add_argument("--split", choices=("test", "val"), default="test")
-    ap.add_argument("--json", help="write the results here as JSON")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--no-median-scaling", action="store_true")
-    ap.add_argument("--no-progress", action="store_true")
-    a = ap.parse_args(argv)
-    kw = dict(split=a.split, median_scaling=not a.no_median_scaling, progress=not a.no_progress)
-    try:
-        if a.pred_dir:
-            results = evaluate_folder(a.pred_dir, a.data_root, a.dataset, **kw)
-        else:
-            results = evaluate_checkpoint(
-                a.checkpoint, a.data_root, a.dataset, device=a.device, **kw
-            )
-    except (ValueError, FileNotFoundError, ImportError) as e:  # DatasetError is a ValueError
-        ap.error(str(e))
-    print(
-        f"scdepth-eval {a.dataset} {a.split}"
-        f"{'' if kw['median_scaling'] else ' (no median scaling)'}"
-    )
-    print(format_table(results))
-    if a.json:
-        payload = {
-            "dataset": a.dataset,
-            "split": a.split,
-            "source": a.pred_dir or a.checkpoint,
-            "median_scaling": kw["median_scaling"],
-            "regions": results,
-        }
-        Path(a.json).write_text(json.dumps(payload, indent=2) + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

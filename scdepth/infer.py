@@ -1,4 +1,5 @@
-"""scdepth-infer: depth maps at the source's resolution for a folder of images or a video.
+"""Inference (scdepth-infer): depth maps at the source's resolution for a folder of images
+or a video.
 
 Each frame is resized to fit the network input (H, W) with its aspect ratio kept, padded by
 reflection to (H, W) and run through the DepthNet; the padding is cut off the prediction,
@@ -9,7 +10,6 @@ video), so median-scale it against GT (as scdepth-eval does) before reading it a
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -23,27 +23,13 @@ import torch
 from tqdm import tqdm
 
 from . import checkpoint
-from .config import from_dict
 from .data import transforms as T
-from .models import DepthNet
+from .data.layout import IMAGE_EXTS, list_files
+from .data.sources.common import read_bgr
 from .viz import depth_to_bgr
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp"}
 FOLDER_FPS = 10.0  # frame rate of a video made from a folder of images
 MAX_VIDEO_WIDTH = 3840  # side-by-side frames wider than this (4K UHD) are downscaled
-
-
-def load_depth_model(path, device="cpu"):
-    """(model, image_size) from a training checkpoint: model(img) takes a normalised
-    [B, 3, H, W] batch (H, W multiples of 32; image_size is the training size) and returns
-    depth [B, 1, H, W]."""
-    state = checkpoint.load(path)
-    if not {"config", "depth_net"} <= set(state):
-        raise checkpoint.CheckpointError(f"checkpoint {path} holds no depth network")
-    cfg = from_dict(state["config"])
-    net = DepthNet(cfg.resnet_layers, pretrained=False)
-    net = checkpoint.load_weights(net, state, "depth_net", path)
-    return net.to(device).eval(), tuple(cfg.image_size)
 
 
 def check_size(size) -> tuple[int, int]:
@@ -95,7 +81,7 @@ class Fit:
 
 
 @dataclass
-class Source:
+class Frames:
     """The frames of a folder of images (sorted by name) or a video file."""
 
     frames: object  # iterator of (name, uint8 RGB [h, w, 3])
@@ -103,13 +89,15 @@ class Source:
     fps: float
 
 
-def open_source(source) -> Source:
+def open_frames(source) -> Frames:
+    """The frames of an image folder (ordered as every folder of frames is read) or of a
+    video, as (name, RGB) pairs."""
     source = Path(source)
     if source.is_dir():
-        paths = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+        paths = list_files(source, IMAGE_EXTS)
         if not paths:
             raise ValueError(f"{source} holds no images ({', '.join(sorted(IMAGE_EXTS))})")
-        return Source(_folder_frames(paths), len(paths), FOLDER_FPS)
+        return Frames(_folder_frames(paths), len(paths), FOLDER_FPS)
     if not source.is_file():
         raise ValueError(f"{source} is neither an image folder nor a video file")
     cap = cv2.VideoCapture(str(source))
@@ -117,15 +105,12 @@ def open_source(source) -> Source:
         raise ValueError(f"{source} could not be opened as a video")
     fps = cap.get(cv2.CAP_PROP_FPS)
     count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-    return Source(_video_frames(source, cap), count or None, fps if 0 < fps < 1000 else FOLDER_FPS)
+    return Frames(_video_frames(source, cap), count or None, fps if 0 < fps < 1000 else FOLDER_FPS)
 
 
 def _folder_frames(paths):
     for p in paths:
-        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-        if img is None:
-            raise ValueError(f"{p} is not a readable image")
-        yield p.stem, cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        yield p.stem, cv2.cvtColor(read_bgr(p), cv2.COLOR_BGR2RGB)
 
 
 def _video_frames(source, cap):
@@ -248,10 +233,10 @@ def run(
     if out_dir is None and video_out is None:
         raise ValueError("give --out (depth maps) or --video-out (a video), or both")
     net_size = None if size is None else check_size(size)
-    src = open_source(source)
+    src = open_frames(source)
     if fps is not None and not fps > 0:
         raise ValueError(f"--fps must be > 0, got {fps}")
-    model, train_size = load_depth_model(checkpoint_path, device)
+    model, train_size = checkpoint.load_depth_model(checkpoint_path, device)
     net_size = net_size or train_size
     sinks = []
     try:
@@ -280,60 +265,3 @@ def run(
             sink.discard()
         raise
     return n
-
-
-def main(argv=None):
-    ap = argparse.ArgumentParser(
-        prog="scdepth-infer",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    ap.add_argument("checkpoint", help="a checkpoint written by scdepth-train (best.pt, last.pt)")
-    ap.add_argument("source", help="a folder of images or a video file")
-    ap.add_argument(
-        "--out",
-        help="folder for <name>.npy (float32 depth at the frame's resolution, network unit: "
-        "right up to scale) and <name>.png (colour-mapped inverse depth)",
-    )
-    ap.add_argument(
-        "--video-out", metavar="FILE.mp4", help="a side-by-side video: frame | colour-mapped depth"
-    )
-    ap.add_argument(
-        "--size",
-        type=int,
-        nargs=2,
-        metavar=("H", "W"),
-        help="network input, multiples of 32 (default: the checkpoint's training size); "
-        "frames are resized into it with their aspect ratio kept and padded",
-    )
-    ap.add_argument(
-        "--fps", type=float, help=f"video frame rate (default: the source's, or {FOLDER_FPS:g})"
-    )
-    ap.add_argument(
-        "--overwrite", action="store_true", help="write into a non-empty --out, replace --video-out"
-    )
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--no-progress", action="store_true")
-    a = ap.parse_args(argv)
-    try:
-        n = run(
-            a.checkpoint,
-            a.source,
-            a.out,
-            video_out=a.video_out,
-            size=a.size,
-            fps=a.fps,
-            overwrite=a.overwrite,
-            device=a.device,
-            progress=not a.no_progress,
-        )
-    except (ValueError, checkpoint.CheckpointError) as e:
-        ap.error(str(e))
-    wrote = [f"depth maps to {a.out}"] if a.out else []
-    wrote += [f"a video to {a.video_out}"] if a.video_out else []
-    print(f"wrote {n} frames: {' and '.join(wrote)}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

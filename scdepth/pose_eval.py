@@ -1,4 +1,5 @@
-"""scdepth-eval --pose: visual odometry from the PoseNet, scored against the scenes' poses.txt.
+"""Pose evaluation (scdepth-eval --pose): visual odometry from the PoseNet and the baselines,
+scored against the scenes' poses.txt.
 
 The PoseNet's output for consecutive frames, pose_net(frame t+1, frame t), is T_t<-t+1, and
 T_world<-t+1 = T_world<-t T_t<-t+1 (the conventions and why: scdepth/data/poses.py).
@@ -19,10 +20,7 @@ prediction).
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,12 +28,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from . import checkpoint as checkpoint_io
 from . import trajectory as tj
 from .data.datasets import DATASETS
 from .data.layout import DatasetError, list_files, load_scene, read_image, read_scene_list
-from .data.poses import scene_poses, scene_times, to_homogeneous, write_poses
+from .data.poses import scene_poses, scene_times, to_homogeneous
+from .pose_metrics import SNIPPET, overall, public, scene_errors
+from .pose_report import format_pose_table, write_outputs
 
-SNIPPET = 5  # frames a snippet (SfMLearner, Monodepth2)
 DRIVING = ("kitti", "ddad")  # KITTI RPE; other datasets are hand-held (per-frame RPE)
 BASELINES = ("zero", "constant-velocity")
 MODEL = "posenet"  # the network's name in tables and file names
@@ -119,31 +119,6 @@ def motion_of(dataset: str, data_root) -> str:
 # --- predictions -------------------------------------------------------------------------
 
 
-def load_pose_model(path, device="cpu"):
-    """(PoseNet, image_size, RectifyNet or None) in eval mode from a training checkpoint; the
-    RectifyNet of an SC-DepthV2 run, whose poses compose its rotation (rectify.predict_pose)."""
-    from . import checkpoint
-    from .config import from_dict
-    from .models import PoseNet, RectifyNet
-
-    state = checkpoint.load(path)
-    if "pose_net" not in state:
-        raise checkpoint.CheckpointError(
-            f"checkpoint {path} holds no PoseNet weights ('pose_net'); pose evaluation needs "
-            "a checkpoint written by scdepth-train"
-        )
-    cfg = from_dict(state["config"])
-    scale = cfg.pose_rotation_scale
-    net = PoseNet(18, rotation_scale=scale)
-    net = checkpoint.load_weights(net, state, "pose_net", path)
-    rectify_net = None
-    if cfg.method == "sc_depth_v2":
-        rectify_net = RectifyNet(18, rotation_scale=scale)
-        rectify_net = checkpoint.load_weights(rectify_net, state, "rectify_net", path)
-        rectify_net = rectify_net.to(device).eval()
-    return net.to(device).eval(), tuple(cfg.image_size), rectify_net
-
-
 def scaled_intrinsics(frames, image_size):
     """The scene's cam.txt (at its stored size) scaled to the network input."""
     from .data.layout import read_intrinsics
@@ -200,7 +175,7 @@ def methods_for(checkpoint=None, baselines=(), device="cpu", progress=False) -> 
     then each baseline."""
     methods = {}
     if checkpoint is not None:
-        net, size, rectify_net = load_pose_model(checkpoint, device)
+        net, size, rectify_net = checkpoint_io.load_pose_model(checkpoint, device)
         methods[MODEL] = lambda s: predict_relative(
             net, s.frames, size, device, progress=progress, rectify_net=rectify_net
         )
@@ -209,59 +184,6 @@ def methods_for(checkpoint=None, baselines=(), device="cpu", progress=False) -> 
             raise ValueError(f"baseline must be one of {BASELINES}, got {b!r}")
         methods[b] = lambda s, b=b: baseline_relative(s.gt, b)
     return methods
-
-
-# --- metrics -----------------------------------------------------------------------------
-
-
-def scene_errors(gt, pred, motion: str) -> dict:
-    """Per-scene metrics and the raw errors that pool into the overall ones ("_"-keys)."""
-    snip = tj.snippet_errors(gt, pred, SNIPPET)
-    ate, align = tj.ate(gt, pred)
-    aligned = align.poses(pred)
-    m = {"frames": len(gt), "ate_snippet": float(snip.mean()), "ate_snippet_std": float(snip.std())}
-    m.update(snippets=len(snip), ate=ate, ate_scale=align.s)
-    m["alignment"] = {"s": align.s, "R": align.R.tolist(), "t": align.t.tolist()}
-    if motion == "driving":
-        lengths = tj.kitti_lengths(gt)
-        t, r, seg = tj.rpe_kitti(gt, aligned, lengths)
-        m.update(rpe_lengths_m=sorted({int(v) for v in seg}), _t=t, _r=r)
-    else:
-        t, r = tj.rpe_frames(gt, aligned)
-        m.update(_t=t, _r=r)
-    m.update(_snip=snip, aligned=aligned)
-    return _rpe(m, motion)
-
-
-def _rpe(m: dict, motion: str) -> dict:
-    t, r = m["_t"], m["_r"]
-    if motion == "driving":  # devkit: mean over segments; % and deg per 100 m
-        ok = t.size > 0
-        m["rpe_t_pct"] = float(100 * t.mean()) if ok else None
-        m["rpe_r_deg_100m"] = float(100 * np.degrees(r.mean())) if ok else None
-        m["rpe_segments"] = int(t.size)
-    else:  # RMSE over consecutive frame pairs
-        m["rpe_t_m"] = float(np.sqrt(np.mean(t**2)))
-        m["rpe_r_deg"] = float(np.sqrt(np.mean(r**2)))
-        m["rpe_pairs"] = int(t.size)
-    return m
-
-
-def overall(scenes: dict, motion: str) -> dict:
-    """Snippets and RPE pooled over the scenes; whole-trajectory ATE averaged over scenes."""
-    rows = list(scenes.values())
-    snip = np.concatenate([s["_snip"] for s in rows])
-    m = {"frames": sum(s["frames"] for s in rows), "scenes": len(rows)}
-    m.update(ate_snippet=float(snip.mean()), ate_snippet_std=float(snip.std()))
-    m.update(snippets=len(snip), ate=float(np.mean([s["ate"] for s in rows])))
-    m.update(_t=np.concatenate([s["_t"] for s in rows]), _r=np.concatenate([s["_r"] for s in rows]))
-    if motion == "driving":
-        m["rpe_lengths_m"] = sorted({v for s in rows for v in s["rpe_lengths_m"]})
-    return _rpe(m, motion)
-
-
-def public(m: dict) -> dict:
-    return {k: v for k, v in m.items() if not k.startswith("_") and k != "aligned"}
 
 
 # --- the run -----------------------------------------------------------------------------
@@ -330,124 +252,8 @@ def evaluate_poses(
         },
     }
     if out is not None:
-        _write(out, results, scenes, per)
+        write_outputs(out, results, scenes, per)
     return results
-
-
-def _write(out: Path, results, scenes, per) -> None:
-    """Everything into a temporary sibling folder, then renamed: never a half-written OUT."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        (tmp / "pose_metrics.json").write_text(json.dumps(results, indent=2) + "\n")
-        (tmp / "pose_table.md").write_text(markdown_table(results) + "\n")
-        plots = True
-        for s in scenes:
-            d = tmp / s.name
-            d.mkdir()
-            write_poses(d / "gt.kitti.txt", s.gt)
-            tj.write_tum(d / "gt.tum.txt", s.times, s.gt)
-            aligned = {name: rows[s.name]["aligned"] for name, rows in per.items()}
-            for name, poses in aligned.items():
-                write_poses(d / f"{name}.kitti.txt", poses)
-                tj.write_tum(d / f"{name}.tum.txt", s.times, poses)
-            if plots:
-                labelled = {
-                    f"{name} (ATE {m['ate']:.3g} m, scale {m['ate_scale']:.3g})": poses
-                    for name, poses in aligned.items()
-                    for m in [per[name][s.name]]
-                }
-                title = (
-                    f"{s.name}: {len(s.frames)} frames, {tj.path_distances(s.gt)[-1]:.3g} m; "
-                    "predictions Sim(3)-aligned to the GT"
-                )
-                plots = tj.plot_top_view(d / "trajectory.png", s.gt, labelled, title)
-        if out.exists():  # empty, or --overwrite: the old one goes only once the new is whole
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            out.rename(old)
-            try:
-                tmp.rename(out)
-            except OSError:
-                old.rename(out)
-                raise
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-# --- tables ------------------------------------------------------------------------------
-
-# (key, header, format); the RPE columns depend on the motion
-_COMMON = [
-    ("frames", "frames", "{:d}"),
-    ("ate_snippet", "snip_ate", "{:.4f}"),
-    ("ate_snippet_std", "std", "{:.4f}"),
-    ("ate", "ate", "{:.4f}"),
-    ("ate_scale", "scale", "{:.3f}"),
-]
-_RPE = {
-    "driving": [("rpe_t_pct", "rpe_t%", "{:.2f}"), ("rpe_r_deg_100m", "rpe_r/100m", "{:.3f}")],
-    "handheld": [("rpe_t_m", "rpe_t[m]", "{:.4f}"), ("rpe_r_deg", "rpe_r[deg]", "{:.3f}")],
-}
-
-
-def _rows(results, per_scene=True):
-    for name, r in results["methods"].items():
-        scenes = [*r["scenes"].items()] if per_scene else []
-        for scene, m in [*scenes, ("overall", r["overall"])]:
-            yield name, scene, m
-
-
-def _cell(m, key, fmt):
-    v = m.get(key)
-    return "-" if v is None else fmt.format(v)
-
-
-def legend(results) -> str:
-    rpe = "RPE between consecutive frames (RMSE, m and deg)"
-    if results["motion"] == "driving":
-        lengths = next(iter(results["methods"].values()))["overall"]["rpe_lengths_m"]
-        if not lengths:
-            rpe = "KITTI RPE: no segment of 10 m or more"
-        else:
-            short = ", the short set: no 100 m segment" if min(lengths) < 100 else ""
-            rpe = (
-                f"KITTI RPE over {min(lengths)}-{max(lengths)} m segments{short} "
-                "(translation %, rotation deg/100 m)"
-            )
-    return (
-        f"snip_ate: {SNIPPET}-frame snippet ATE in m, mean and std over snippets (scale per "
-        "snippet, sqrt(sum)/n as in SfMLearner); ate: RMSE in m after Sim(3) alignment with "
-        f"that scale (overall: mean over scenes); {rpe}, at the Sim(3) scale."
-    )
-
-
-def format_pose_table(results) -> str:
-    cols = _COMMON + _RPE[results["motion"]]
-    width = max(12, *(len(s) + 2 for _, s, _ in _rows(results)))
-    head = f"{'method':<18}{'scene':<{width}}" + "".join(f"{h:>12}" for _, h, _ in cols)
-    lines = [head]
-    for name, scene, m in _rows(results):
-        cells = "".join(f"{_cell(m, k, f):>12}" for k, _, f in cols)
-        lines.append(f"{name:<18}{scene:<{width}}{cells}")
-    return "\n".join(lines + [legend(results)])
-
-
-def markdown_table(results, per_scene=True) -> str:
-    """The overall rows (and per scene) as a Markdown table, e.g. for benchmarks/RESULTS.md."""
-    cols = _COMMON + _RPE[results["motion"]]
-    lines = [
-        "| method | scene | " + " | ".join(h for _, h, _ in cols) + " |",
-        "| --- | --- | " + " | ".join("---" for _ in cols) + " |",
-    ]
-    for name, scene, m in _rows(results, per_scene):
-        cells = " | ".join(_cell(m, k, f) for k, _, f in cols)
-        lines.append(f"| {name} | {scene} | {cells} |")
-    return "\n".join(lines + ["", legend(results)])
 
 
 # --- training hooks ----------------------------------------------------------------------
@@ -500,66 +306,3 @@ def final_pose_evaluation(checkpoint_path, cfg, out_dir, device) -> dict:
     return results
 
 
-# --- command line ------------------------------------------------------------------------
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="scdepth-eval --pose",
-        description="Pose evaluation: PoseNet odometry (and baselines) against poses.txt.",
-    )
-    ap.add_argument("--checkpoint", help="a scdepth-train checkpoint (its PoseNet is evaluated)")
-    ap.add_argument(
-        "--baseline",
-        action="append",
-        choices=(*BASELINES, "all"),
-        default=[],
-        help="also (or only) score a baseline; repeatable; 'all' = both",
-    )
-    ap.add_argument("--data-root", required=True)
-    ap.add_argument("--dataset", choices=sorted(DATASETS), required=True)
-    ap.add_argument(
-        "--split",
-        choices=("val", "train", "all"),
-        default="val",
-        help="scenes of ROOT/training/<split>.txt that have poses.txt (default val)",
-    )
-    ap.add_argument("--scene", help="one scene of ROOT/training/ instead of a split")
-    ap.add_argument(
-        "--motion",
-        choices=("driving", "handheld"),
-        help="RPE kind (default: driving for kitti, ddad and synthetic outdoor, else handheld)",
-    )
-    ap.add_argument("--out", help="folder for trajectories, plots, pose_metrics.json (new)")
-    ap.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    ap.add_argument("--json", help="also write the metrics JSON here")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--no-progress", action="store_true")
-    a = ap.parse_args(argv)
-    from .checkpoint import CheckpointError
-
-    baselines = BASELINES if "all" in a.baseline else tuple(dict.fromkeys(a.baseline))
-    if not a.checkpoint and not baselines:
-        ap.error("give --checkpoint, --baseline, or both")
-    try:
-        methods = methods_for(a.checkpoint, baselines, a.device, progress=not a.no_progress)
-        results = evaluate_poses(
-            a.data_root,
-            a.dataset,
-            methods,
-            split=a.split,
-            scene=a.scene,
-            motion=a.motion,
-            out=a.out,
-            overwrite=a.overwrite,
-            source=a.checkpoint,
-        )
-    except (ValueError, FileExistsError, CheckpointError) as e:  # DatasetError: a ValueError
-        ap.error(str(e))
-    print(f"scdepth-eval --pose {a.dataset} {a.scene or a.split} ({results['motion']})")
-    print(format_pose_table(results))
-    if a.json:
-        Path(a.json).write_text(json.dumps(results, indent=2) + "\n")
-    if a.out:
-        print(f"wrote {a.out}")
-    return 0

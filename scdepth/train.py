@@ -1,14 +1,7 @@
-"""scdepth-train: trains SC-Depth V1 / V2 / SC-DepthV3 from video on the fused ops.
+"""Training: the Trainer (run -> epoch -> train_step, validate, save) and what surrounds it
+-- building the networks, the learning rate, mixed precision, and the final evaluation of
+the best checkpoint. The command is scdepth/cli/train.py."""
 
-    scdepth-train [--config FILE] [--out DIR] [--resume] [--device cpu|cuda]
-                  [--backend ext|reference] [--epochs N] [--epoch-size N] [key=value ...]
-
-With no arguments: SC-DepthV3 on the synthetic indoor dataset (generated on first use), on
-the GPU when there is one; at the end the test split is evaluated and the table printed.
-Under torchrun it trains with DistributedDataParallel (see the README).
-"""
-
-import argparse
 import json
 import math
 import os
@@ -25,24 +18,16 @@ from tqdm import tqdm
 from . import checkpoint, config, host_memory, plots, pose_eval
 from .data.dataset import TrainFolder
 from .data.layout import UnreadableFrame
+from .data.loader import make_loader, to_device
 from .distributed import Dist
-from .evaluate import evaluate_model, format_table
+from .evaluate import evaluate_model
+from .logger import Log, StepStats
+from .metrics import format_table
 from .models import DepthNet, PoseNet, RectifyNet
-from .models.encoder import PretrainedUnavailable
-from .ops import _checks, get_backend
+from .ops import get_backend
+from .precision import amp_dtype
 from .step import compute_losses, prepare_networks
 from .validate import Validator
-
-AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether the device computes bf16 natively: a CUDA GPU that supports it, or a CPU with
-    AVX-512 BF16 or AMX (elsewhere bf16 is emulated and slower than float32)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private: may move
-    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 
 
 def selection_score(best_metric: str, metrics: dict, step: int) -> float:
@@ -52,13 +37,6 @@ def selection_score(best_metric: str, metrics: dict, step: int) -> float:
     if best_metric == "last":
         return -float(step)
     return metrics.get(best_metric, math.nan)
-
-
-def amp_dtype(setting: str, device: torch.device):
-    """The networks' autocast dtype of cfg.amp; auto = bf16 where it is native, else none."""
-    if setting == "auto":
-        return torch.bfloat16 if native_bf16(device) else None
-    return AMP_DTYPES[setting]
 
 
 class TrainingError(RuntimeError):
@@ -96,111 +74,6 @@ def ensure_dataset(cfg, progress):
         num_scenes=cfg.synth_scenes,
         progress=progress,
     )
-
-
-def epoch_batches(n_samples, cfg, epoch, start, rank=0):
-    """One epoch's index batches for one rank: epoch_size random batches drawn from
-    (seed, epoch, rank), so that a resumed run draws the same ones; batches before `start`
-    are skipped."""
-    g = torch.Generator().manual_seed((cfg.seed * 100_003 + epoch) * 1009 + rank)
-    idx = torch.randint(n_samples, (cfg.epoch_size, cfg.batch_size), generator=g)
-    return idx[start:].tolist()
-
-
-class RunBatches(torch.utils.data.Sampler):
-    """Batch sampler of the run's one DataLoader: every batch from `first_step` to the end of
-    training, epoch after epoch (epoch_batches), each index paired with its epoch for
-    EpochItems. One iterator serves the whole run, so the workers start once and keep
-    decoding across epoch ends and during validation; a resume starts at the saved step and
-    replays the rest of the interrupted epoch's batches exactly."""
-
-    def __init__(self, n_samples, cfg, rank, first_step):
-        self.n, self.cfg, self.rank, self.first = n_samples, cfg, rank, first_step
-
-    def __len__(self):
-        return self.cfg.epochs * self.cfg.epoch_size - self.first
-
-    def __iter__(self):
-        step, total = self.first, self.cfg.epochs * self.cfg.epoch_size
-        while step < total:
-            epoch, start = divmod(step, self.cfg.epoch_size)
-            for batch in epoch_batches(self.n, self.cfg, epoch, start, self.rank):
-                yield [(epoch, i) for i in batch]
-            step = (epoch + 1) * self.cfg.epoch_size
-
-
-class EpochItems(torch.utils.data.Dataset):
-    """A TrainFolder indexed by (epoch, index): whichever process loads an item sets the
-    augmentation epoch of its own copy first (a set_epoch in the main process would not reach
-    workers that live across epochs)."""
-
-    def __init__(self, data):
-        self.data = data
-
-    def __len__(self):
-        return len(self.data)
-
-    def __getitem__(self, key):
-        epoch, index = key
-        self.data.set_epoch(epoch)
-        return self.data[index]
-
-
-def make_loader(train_set, cfg, rank, first_step, device):
-    """The run's DataLoader (iterate it once): RunBatches over EpochItems."""
-    return torch.utils.data.DataLoader(
-        EpochItems(train_set),
-        batch_sampler=RunBatches(len(train_set), cfg, rank, first_step),
-        num_workers=cfg.num_workers,
-        pin_memory=device.type == "cuda",
-        collate_fn=collate,
-    )
-
-
-def collate(items):
-    """default_collate, with the batch's K checked on the host, in the loader's workers."""
-    batch = torch.utils.data.default_collate(items)
-    _checks.check_intrinsics(batch["K"])
-    return batch
-
-
-def to_device(batch, device):
-    """A loader batch (collate checked its K) on `device`, its K marked as checked, so that
-    no warp of the step reads K back from the device (ops._checks.mark_checked)."""
-    out = {
-        k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()
-    }
-    if "K" in out:
-        _checks.mark_checked(out["K"])
-    return out
-
-
-class Log:
-    """log.jsonl (every logged step and epoch), TensorBoard when installed, curve history."""
-
-    def __init__(self, out, history):
-        self.file = open(out / "log.jsonl", "a")  # noqa: SIM115 (closed in close())
-        self.history = history
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(str(out / "tensorboard"))
-        except ImportError:
-            self.tb = None
-
-    def write(self, kind, step, values):
-        self.file.write(json.dumps({"kind": kind, "step": step, **values}) + "\n")
-        self.file.flush()
-        for k, v in values.items():
-            if isinstance(v, (int, float)):
-                self.history.setdefault(f"{kind}/{k}", []).append((step, float(v)))
-                if self.tb is not None:
-                    self.tb.add_scalar(f"{kind}/{k}", v, step)
-
-    def close(self):
-        self.file.close()
-        if self.tb is not None:
-            self.tb.close()
 
 
 def learning_rate(cfg, step, total_steps):
@@ -241,64 +114,6 @@ def finite_flags(total, params, dist):
     flags = torch.stack([total.detach().isfinite().float(), 1 - found_inf])
     dist.all_min_(flags)
     return flags
-
-
-class StepStats:
-    """The loop's numbers, left on the device between two reads so that a step never waits
-    for the GPU: per step a row [taken, loss finite, gradients finite (these on every rank),
-    loss and each term finite on this rank] (taken: the optimiser stepped), and the loss terms
-    summed over the steps taken since the last log line. read() brings them to the host in
-    one transfer, the loop's only sync. Unreadable batches, known on the host, queue beside
-    the rows to keep the step order."""
-
-    def __init__(self):
-        self.names, self.rows = None, []
-        self.sum = self.count = self.last = None
-
-    def add(self, step, total, terms, flags):
-        values = torch.stack([total.detach(), *(v.detach() for v in terms.values())]).float()
-        self.names = ["loss", *terms]
-        taken = flags.amin()
-        kept = torch.where(taken > 0, values, 0)
-        self.sum = kept if self.sum is None else self.sum + kept
-        self.count = taken if self.count is None else self.count + taken
-        self.last = values
-        self.rows.append((step, torch.cat([taken[None], flags, values.isfinite().float()])))
-
-    def unreadable(self, step, reason):
-        self.rows.append((step, reason))
-
-    def read(self, mean=False):
-        """([(step, reason or the row as floats)] since the last read, and with `mean` the
-        terms' mean over the steps taken since the last mean read ({name: value}; the last
-        step's values when none was taken; None when no step computed losses))."""
-        with_mean = mean and self.last is not None
-        packed = [r for _, r in self.rows if torch.is_tensor(r)]
-        if with_mean:
-            packed += [self.sum, self.count[None], self.last]
-        flat = torch.cat(packed).tolist() if packed else []
-        events, at = [], 0
-        for step, row in self.rows:
-            if torch.is_tensor(row):
-                row, at = flat[at : at + len(row)], at + len(row)
-            events.append((step, row))
-        self.rows, values = [], None
-        if with_mean:
-            n = len(self.names)
-            total, count, last = flat[at : at + n], flat[at + n], flat[at + n + 1 :]
-            values = dict(
-                zip(self.names, [v / count for v in total] if count else last, strict=True)
-            )
-            self.sum = self.count = self.last = None
-        return events, values
-
-    def cause(self, row):
-        """What was not finite in a step's row: the loss terms, or the gradients."""
-        _, loss_ok, _, total_ok, *finite = row
-        if loss_ok:
-            return "gradients"
-        bad = [n for n, ok in zip(self.names[1:], finite, strict=True) if not ok]
-        return ", ".join(bad) or ("loss (another rank)" if total_ok else "loss")
 
 
 def train(cfg, out_dir, *, resume=False, progress=True):
@@ -580,9 +395,7 @@ def final_evaluation(cfg, best_path, out, device, progress):
     """The best checkpoint on the test split, printed as a table and saved as JSON."""
     if not (Path(cfg.data_root) / "testing").is_dir():
         return {}
-    from .infer import load_depth_model
-
-    model, image_size = load_depth_model(best_path, device)
+    model, image_size = checkpoint.load_depth_model(best_path, device)
     results = evaluate_model(
         model,
         cfg.data_root,
@@ -596,49 +409,3 @@ def final_evaluation(cfg, best_path, out, device, progress):
     print(f"\n{cfg.method} on {cfg.dataset} test ({best_path}):")
     print(format_table(results))
     return results
-
-
-def parse_args(argv):
-    ap = argparse.ArgumentParser(
-        prog="scdepth-train",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    ap.add_argument("--config", help="YAML file of config keys (see configs/)")
-    ap.add_argument("--out", default="runs/default", help="output folder (default runs/default)")
-    ap.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue from OUT/last.pt (starts fresh when there is none)",
-    )
-    ap.add_argument("--device", choices=("auto", "cpu", "cuda"))
-    ap.add_argument("--backend", choices=("ext", "reference"))
-    ap.add_argument("--epochs", type=int)
-    ap.add_argument("--epoch-size", type=int)
-    ap.add_argument("--no-progress", action="store_true")
-    ap.add_argument("overrides", nargs="*", metavar="key=value", help="any config key")
-    return ap.parse_args(argv)
-
-
-def main(argv=None):
-    a = parse_args(argv)
-    overrides = list(a.overrides)
-    for key, value in (
-        ("device", a.device),
-        ("backend", a.backend),
-        ("epochs", a.epochs),
-        ("epoch_size", a.epoch_size),
-    ):
-        if value is not None:
-            overrides.append(f"{key}={value}")
-    try:
-        cfg = config.load(a.config, overrides)
-        train(cfg, a.out, resume=a.resume, progress=not a.no_progress)
-    except (ValueError, TrainingError, checkpoint.CheckpointError, PretrainedUnavailable) as e:
-        print(f"scdepth-train: error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -2,14 +2,14 @@
 
 import json
 import math
-import sys
-import types
 
 import numpy as np
 import pytest
 import torch
 from data_fixtures import make_testing
 
+from scdepth import evaluate
+from scdepth.cli.eval import main
 from scdepth.data.dataset import TestFolder
 from scdepth.data.datasets import get_spec
 from scdepth.evaluate import (
@@ -17,7 +17,6 @@ from scdepth.evaluate import (
     evaluate_folder,
     evaluate_image,
     evaluate_model,
-    main,
     spread,
     valid_mask,
 )
@@ -182,14 +181,14 @@ def test_cli_checkpoint_uses_load_depth_model(testset, tmp_path, monkeypatch, ca
 
         return model, (16, 20)
 
-    fake = types.ModuleType("scdepth.infer")
-    fake.load_depth_model = load_depth_model
-    monkeypatch.setitem(sys.modules, "scdepth.infer", fake)
+    monkeypatch.setattr(evaluate, "load_depth_model", load_depth_model)
     assert (
         main(
             [
                 "--checkpoint",
                 "ckpt.pt",
+                "--device",
+                "cpu",
                 "--data-root",
                 str(root),
                 "--dataset",

@@ -15,7 +15,7 @@ def command(root, out, resume):
     return [
         sys.executable,
         "-m",
-        "scdepth.train",
+        "scdepth.cli.train",
         "--out",
         str(out),
         "--no-progress",

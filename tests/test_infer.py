@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from scdepth import checkpoint, config, infer
+from scdepth.cli import infer as infer_cli
 from scdepth.data.transforms import MEAN, STD
 from scdepth.models import DepthNet
 
@@ -83,7 +84,7 @@ def test_depth_lines_up_with_the_frame(tmp_path, monkeypatch):
         assert img.shape == (1, 3, 64, 64)
         return (img[:, :1] * STD + MEAN) * 255
 
-    monkeypatch.setattr(infer, "load_depth_model", lambda path, device: (brightness, (64, 64)))
+    monkeypatch.setattr(checkpoint, "load_depth_model", lambda path, device: (brightness, (64, 64)))
     logs = []
     assert infer.run("x.pt", folder, tmp_path / "out", progress=False, log=logs.append) == 1
     depth = np.load(tmp_path / "out" / "a.npy")
@@ -100,7 +101,7 @@ def test_video_in_depth_and_side_by_side_video_out(ckpt, tmp_path, capsys):
     src = write_video(tmp_path / "in.mp4", 5, (48, 80), fps=12.0)
     out, video = tmp_path / "depth", tmp_path / "sbs.mp4"
     args = [str(ckpt), str(src), "--out", str(out), "--video-out", str(video), "--no-progress"]
-    assert infer.main([*args, "--size", "64", "96"]) == 0
+    assert infer_cli.main([*args, "--size", "64", "96"]) == 0
     err = capsys.readouterr().err
     assert "input 80x48 -> network 96x64 (resized to 96x58, padded 6 rows)" in err
     assert "video" in err and "12 fps" in err
@@ -121,7 +122,7 @@ def test_folder_to_video_at_odd_size(ckpt, tmp_path, capsys):
     size; a folder's video runs at 10 fps."""
     src = write_folder(tmp_path / "frames", 3, (45, 71))
     video = tmp_path / "sbs.mp4"
-    assert infer.main([str(ckpt), str(src), "--video-out", str(video), "--no-progress"]) == 0
+    assert infer_cli.main([str(ckpt), str(src), "--video-out", str(video), "--no-progress"]) == 0
     assert "network 64x64 (resized to 64x41, padded 23 rows)" in capsys.readouterr().err
     frames, fps = read_video(video)
     assert len(frames) == 3 and frames[0].shape == (44, 140, 3) and fps == pytest.approx(10.0)
@@ -130,7 +131,7 @@ def test_folder_to_video_at_odd_size(ckpt, tmp_path, capsys):
 def test_huge_frames_are_downscaled_in_the_video(tmp_path, monkeypatch):
     monkeypatch.setattr(infer, "MAX_VIDEO_WIDTH", 100)
     monkeypatch.setattr(
-        infer, "load_depth_model", lambda p, d: (lambda x: 1 + x[:, :1] ** 2, (32, 32))
+        checkpoint, "load_depth_model", lambda p, d: (lambda x: 1 + x[:, :1] ** 2, (32, 32))
     )
     src = write_folder(tmp_path / "frames", 2, (60, 100))
     logs = []
@@ -150,7 +151,7 @@ def test_a_failed_run_leaves_nothing_behind(tmp_path, monkeypatch):
             raise RuntimeError("boom")
         return torch.ones(1, 1, *x.shape[2:])
 
-    monkeypatch.setattr(infer, "load_depth_model", lambda p, d: (model, (32, 32)))
+    monkeypatch.setattr(checkpoint, "load_depth_model", lambda p, d: (model, (32, 32)))
     src = write_folder(tmp_path / "frames", 4, (20, 30))
     with pytest.raises(RuntimeError, match="boom"):
         infer.run("x.pt", src, tmp_path / "out", video_out=tmp_path / "v.mp4", progress=False)
@@ -159,7 +160,7 @@ def test_a_failed_run_leaves_nothing_behind(tmp_path, monkeypatch):
 
 def _error(capsys, argv):
     with pytest.raises(SystemExit) as e:
-        infer.main([*argv, "--no-progress"])
+        infer_cli.main([*argv, "--no-progress"])
     assert e.value.code == 2
     return capsys.readouterr().err
 
@@ -203,6 +204,6 @@ def test_existing_outputs_are_kept_unless_overwrite(ckpt, tmp_path, capsys):
     assert "--video-out" in _error(capsys, [str(ckpt), str(frames), "--video-out", str(video)])
     assert (out / "f00.npy").read_bytes() == b"old" and video.read_bytes() == b"my video"
     argv = [str(ckpt), str(frames), "--out", str(out), "--video-out", str(video), "--overwrite"]
-    assert infer.main([*argv, "--no-progress"]) == 0
+    assert infer_cli.main([*argv, "--no-progress"]) == 0
     assert np.load(out / "f00.npy").shape == (32, 40) and (out / "notes.txt").read_text() == "mine"
     assert len(read_video(video)[0]) == 2

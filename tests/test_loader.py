@@ -4,7 +4,7 @@ from a resumed step, and workers that live across epochs augment with each item'
 import torch
 from conftest import tiny_config
 
-from scdepth import train
+from scdepth.data import loader
 from scdepth.data.dataset import TrainFolder
 
 
@@ -14,20 +14,20 @@ def test_run_batches_follow_the_epochs_and_resume_mid_epoch(tiny_synthetic):
     expected = [
         [(epoch, i) for i in batch]
         for epoch in range(3)
-        for batch in train.epoch_batches(n, cfg, epoch, 0, rank=1)
+        for batch in loader.epoch_batches(n, cfg, epoch, 0, rank=1)
     ]
     assert len(expected) == 12 and all(len(b) == 3 for b in expected)
-    assert list(train.RunBatches(n, cfg, 1, 0)) == expected
+    assert list(loader.RunBatches(n, cfg, 1, 0)) == expected
     for first in (1, 4, 6, 11):
-        batches = train.RunBatches(n, cfg, 1, first)
+        batches = loader.RunBatches(n, cfg, 1, first)
         assert len(batches) == 12 - first and list(batches) == expected[first:]
-    assert list(train.RunBatches(n, cfg, 0, 0)) != expected  # each rank draws its own
+    assert list(loader.RunBatches(n, cfg, 0, 0)) != expected  # each rank draws its own
 
 
 def test_workers_across_epochs_load_what_the_main_process_loads(tiny_synthetic):
     cfg = tiny_config(tiny_synthetic, epochs=2, epoch_size=2, num_workers=2)
     data = TrainFolder(tiny_synthetic, image_size=(64, 64), seed=0)
-    batches = list(train.RunBatches(len(data), cfg, 0, 1))
+    batches = list(loader.RunBatches(len(data), cfg, 0, 1))
 
     def direct(batch):
         items = []
@@ -36,7 +36,7 @@ def test_workers_across_epochs_load_what_the_main_process_loads(tiny_synthetic):
             items.append(data[i])
         return torch.utils.data.default_collate(items)
 
-    loaded = list(train.make_loader(data, cfg, 0, 1, torch.device("cpu")))
+    loaded = list(loader.make_loader(data, cfg, 0, 1, torch.device("cpu")))
     assert len(loaded) == len(batches) == 3
     for got, batch in zip(loaded, batches, strict=True):
         want = direct(batch)

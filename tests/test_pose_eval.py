@@ -9,11 +9,11 @@ import torch
 
 from scdepth import checkpoint, config, pose_eval
 from scdepth import trajectory as tj
+from scdepth.cli.eval import main
 from scdepth.data.layout import DatasetError, read_image
 from scdepth.data.poses import read_poses, relative_pose
 from scdepth.data.synth import generate
 from scdepth.data.transforms import resize_image
-from scdepth.evaluate import main
 from scdepth.geometry import euler2mat
 from scdepth.models import PoseNet
 

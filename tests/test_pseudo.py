@@ -9,9 +9,10 @@ import pytest
 import torch
 from data_fixtures import make_layout
 
+from scdepth.cli.pseudo import main
 from scdepth.data import pseudo
 from scdepth.data.dataset import TrainFolder
-from scdepth.data.pseudo import PseudoDepthError, load_model, main
+from scdepth.data.pseudo import PseudoDepthError, load_model
 
 
 class Brightness(torch.nn.Module):

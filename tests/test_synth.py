@@ -6,9 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
+from scdepth.cli.synth import main
 from scdepth.data.dataset import TestFolder, TrainFolder, ValFolder
 from scdepth.data.render import Prim, render
-from scdepth.data.synth import generate, main, pseudo_depth_quality, simulate_pseudo_depth
+from scdepth.data.synth import generate, pseudo_depth_quality, simulate_pseudo_depth
 
 TINY = dict(
     image_size=(24, 32), num_scenes=2, val_scenes=2, frames_per_scene=5, progress=False, workers=1

@@ -8,7 +8,8 @@ import torch
 from conftest import tiny_config
 from data_fixtures import make_layout, make_testing, write_scene
 
-from scdepth import checkpoint, config, train
+from scdepth import checkpoint, config, precision, train
+from scdepth.cli import train as train_cli
 from scdepth.data.layout import DatasetError
 from scdepth.ops import get_backend
 from scdepth.step import TERMS, compute_losses
@@ -116,9 +117,9 @@ def test_cli_runs_and_reports_bad_config(tiny_synthetic, tmp_path, capsys):
         "num_workers=0",
         "val_max_frames=2",
     ]
-    assert train.main(args) == 0
+    assert train_cli.main(args) == 0
     assert "abs_rel" in capsys.readouterr().out
-    assert train.main(["--out", str(tmp_path / "x"), "bogus=1"]) == 2
+    assert train_cli.main(["--out", str(tmp_path / "x"), "bogus=1"]) == 2
     assert "unknown config key 'bogus'" in capsys.readouterr().err
 
 
@@ -251,7 +252,7 @@ def test_v3_without_pseudo_depth_stops_before_training(without_pseudo_depth, tmp
     assert f"`scdepth-pseudo {root} --model MODEL.ts`" in str(e.value)
     assert not any(out.iterdir())  # no checkpoint, log or config written
     argv = ["--out", str(out), "--no-progress", f"data_root={root}", "image_size=[64, 64]"]
-    assert train.main(argv) == 2
+    assert train_cli.main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("scdepth-train: error: ") and "scdepth-pseudo" in err
 
@@ -435,11 +436,12 @@ def test_photo_is_validated_beside_gt_depth_when_it_picks_best_pt(tiny_synthetic
 def test_amp_auto_is_bf16_only_where_native(monkeypatch):
     cpu = torch.device("cpu")
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
-    assert train.amp_dtype("auto", cpu) is torch.bfloat16
+    assert precision.amp_dtype("auto", cpu) is torch.bfloat16
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-    assert train.amp_dtype("auto", cpu) is None
-    assert train.amp_dtype("bf16", cpu) is torch.bfloat16 and train.amp_dtype("none", cpu) is None
+    assert precision.amp_dtype("auto", cpu) is None
+    assert precision.amp_dtype("bf16", cpu) is torch.bfloat16
+    assert precision.amp_dtype("none", cpu) is None
 
 
 def test_the_optimiser_follows_the_schedule(tiny_synthetic, tmp_path):

@@ -119,7 +119,7 @@ def test_v2_trains_logs_evaluates_and_infers(tiny_synthetic, tmp_path):
     assert all("ate_snippet" in x for x in val)
     assert "posenet" in run.pose_metrics["methods"]
     scene = pose_eval.val_pose_scenes(tiny_synthetic)[0]
-    pose_net, size, rectify_net = pose_eval.load_pose_model(out / "best.pt")
+    pose_net, size, rectify_net = checkpoint.load_pose_model(out / "best.pt")
     assert rectify_net is not None
     composed = pose_eval.predict_relative(pose_net, scene.frames[:2], size, rectify_net=rectify_net)
     alone = pose_eval.predict_relative(pose_net, scene.frames[:2], size)

@@ -244,7 +244,7 @@ def test_intrinsics_are_read_once_until_they_change(monkeypatch):
 
 
 def test_the_trainer_checks_k_on_the_host_before_the_copy():
-    from scdepth.train import collate, to_device
+    from scdepth.data.loader import collate, to_device
 
     _, _, _, K = warp_inputs(B=2, C=1, H=4, W=5, seed=16)
     items = [{"K": k, "name": "x"} for k in K.float()]

@@ -1,4 +1,5 @@
-"""scdepth-pseudo: fill ``leres_depth/`` of every scene from a monocular depth model.
+"""Pseudo-depth (scdepth-pseudo): fill ``leres_depth/`` of every scene from a monocular depth
+model.
 
 The model is a TorchScript file (``--model net.pt``; or a ``torch.export`` program saved as
 ``.pt2`` with a dynamic batch dimension) or a torch.hub entry
@@ -13,7 +14,6 @@ resized back to its frame and saved as uint16 PNG scaled to the image's maximum 
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import warnings
 from pathlib import Path
@@ -187,45 +187,3 @@ def fill_pseudo_depth(
                     cv2.imwrite(str(out / f"{f.stem}.png"), d)
                 bar.update(len(chunk))
     return scenes
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="scdepth-pseudo", description=__doc__.split("\n")[0])
-    ap.add_argument("root", help="dataset root (or one scene folder)")
-    src = ap.add_mutually_exclusive_group(required=True)
-    src.add_argument("--model", help="TorchScript file")
-    src.add_argument("--hub", help="torch.hub entry as repo:entry")
-    ap.add_argument(
-        "--output",
-        choices=("depth", "disparity"),
-        default="depth",
-        help="what the model predicts (MiDaS/DPT: disparity)",
-    )
-    ap.add_argument("--input-size", type=int, nargs=2, default=(256, 320), metavar=("H", "W"))
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--overwrite", action="store_true", help="replace existing leres_depth/")
-    ap.add_argument("--no-progress", action="store_true")
-    a = ap.parse_args(argv)
-    if min(a.input_size) < 8 or a.batch_size < 1:
-        ap.error("--input-size must be >= 8 and --batch-size >= 1")
-    try:
-        net = load_model(a.model, a.hub, a.device)
-        scenes = fill_pseudo_depth(
-            a.root,
-            net,
-            input_size=a.input_size,
-            output=a.output,
-            batch_size=a.batch_size,
-            overwrite=a.overwrite,
-            device=a.device,
-            progress=not a.no_progress,
-        )
-    except (ValueError, FileExistsError, PseudoDepthError) as e:
-        ap.error(str(e))
-    print(f"wrote leres_depth/ for {len(scenes)} scene(s)")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

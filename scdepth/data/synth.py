@@ -1,4 +1,5 @@
-"""scdepth-synth: photo-textured synthetic video with exact depth, camera motion and movers.
+"""Synthetic data (scdepth-synth): photo-textured video with exact depth, camera motion and
+movers.
 
 Writes the SC-Depth layout (see layout.py) with ``num_scenes`` training scenes,
 ``val_scenes`` validation scenes (GT depth in ``depth/*.npy``, float32 metres, 0 where nothing
@@ -13,7 +14,6 @@ the machine's core count).
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing as mp
 import os
@@ -372,60 +372,3 @@ def generate(
     }
     (out / "synth.json").write_text(json.dumps(meta, indent=2) + "\n")
     return out
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="scdepth-synth", description=__doc__.split("\n")[0])
-    ap.add_argument("--preset", choices=sorted(PRESETS), default="indoor")
-    ap.add_argument("--out", required=True, help="output dataset root")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None)
-    ap.add_argument("--scenes", type=int, default=4, help="training scenes")
-    ap.add_argument(
-        "--val-scenes", type=int, default=VAL_SCENES, help="validation scenes (plus 1 test scene)"
-    )
-    ap.add_argument("--frames", type=int, default=50, help="frames per scene")
-    ap.add_argument("--dynamic-fraction", type=float, default=None)
-    ap.add_argument("--exposure-change", type=float, default=0.02)
-    ap.add_argument(
-        "--rotation",
-        type=float,
-        default=0.0,
-        help="amplitude (rad) of an extra hand-held rotation shake, periods of 6-12 frames",
-    )
-    ap.add_argument(
-        "--pseudo-error",
-        type=float,
-        default=PSEUDO_ERROR,
-        help="strength of the simulated pseudo-depth's errors (0: exact up to scale and shift; "
-        f"default {PSEUDO_ERROR:g}: like LeReS on NYUv2)",
-    )
-    ap.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    ap.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
-    ap.add_argument("--no-progress", action="store_true")
-    a = ap.parse_args(argv)
-    try:
-        out = generate(
-            a.out,
-            preset=a.preset,
-            seed=a.seed,
-            image_size=a.size,
-            num_scenes=a.scenes,
-            val_scenes=a.val_scenes,
-            frames_per_scene=a.frames,
-            dynamic_fraction=a.dynamic_fraction,
-            exposure_change=a.exposure_change,
-            rotation=a.rotation,
-            pseudo_error=a.pseudo_error,
-            workers=a.workers,
-            overwrite=a.overwrite,
-            progress=not a.no_progress,
-        )
-    except (ValueError, FileExistsError) as e:
-        ap.error(str(e))
-    print(f"wrote {out}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,33 @@
+"""Options every command spells the same way, and what they resolve to."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def add_device(ap: argparse.ArgumentParser, default: str | None = "auto") -> None:
+    """--device; scdepth-train passes default=None so that a config file's device holds."""
+    ap.add_argument(
+        "--device",
+        choices=DEVICES,
+        default=default,
+        help="where the networks run (auto: the GPU when there is one; default "
+        f"{default or 'the config key device, auto'})",
+    )
+
+
+def add_progress(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def resolve_device(name: str) -> str:
+    """auto -> cuda when a CUDA device is there, else cpu; cuda without one is an error."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for, but no CUDA device is available")
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name

@@ -1,0 +1,127 @@
+"""What a pose evaluation writes: its tables (terminal and Markdown) and its output folder
+(metrics JSON, trajectories in KITTI and TUM formats, top-view plots)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from . import trajectory as tj
+from .data.poses import write_poses
+from .pose_metrics import SNIPPET
+
+
+def write_outputs(out: Path, results, scenes, per) -> None:
+    """Everything into a temporary sibling folder, then renamed: never a half-written OUT."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        (tmp / "pose_metrics.json").write_text(json.dumps(results, indent=2) + "\n")
+        (tmp / "pose_table.md").write_text(markdown_table(results) + "\n")
+        plots = True
+        for s in scenes:
+            d = tmp / s.name
+            d.mkdir()
+            write_poses(d / "gt.kitti.txt", s.gt)
+            tj.write_tum(d / "gt.tum.txt", s.times, s.gt)
+            aligned = {name: rows[s.name]["aligned"] for name, rows in per.items()}
+            for name, poses in aligned.items():
+                write_poses(d / f"{name}.kitti.txt", poses)
+                tj.write_tum(d / f"{name}.tum.txt", s.times, poses)
+            if plots:
+                labelled = {
+                    f"{name} (ATE {m['ate']:.3g} m, scale {m['ate_scale']:.3g})": poses
+                    for name, poses in aligned.items()
+                    for m in [per[name][s.name]]
+                }
+                title = (
+                    f"{s.name}: {len(s.frames)} frames, {tj.path_distances(s.gt)[-1]:.3g} m; "
+                    "predictions Sim(3)-aligned to the GT"
+                )
+                plots = tj.plot_top_view(d / "trajectory.png", s.gt, labelled, title)
+        if out.exists():  # empty, or --overwrite: the old one goes only once the new is whole
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            out.rename(old)
+            try:
+                tmp.rename(out)
+            except OSError:
+                old.rename(out)
+                raise
+            shutil.rmtree(old)
+        else:
+            tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# (key, header, format); the RPE columns depend on the motion
+_COMMON = [
+    ("frames", "frames", "{:d}"),
+    ("ate_snippet", "snip_ate", "{:.4f}"),
+    ("ate_snippet_std", "std", "{:.4f}"),
+    ("ate", "ate", "{:.4f}"),
+    ("ate_scale", "scale", "{:.3f}"),
+]
+_RPE = {
+    "driving": [("rpe_t_pct", "rpe_t%", "{:.2f}"), ("rpe_r_deg_100m", "rpe_r/100m", "{:.3f}")],
+    "handheld": [("rpe_t_m", "rpe_t[m]", "{:.4f}"), ("rpe_r_deg", "rpe_r[deg]", "{:.3f}")],
+}
+
+
+def _rows(results, per_scene=True):
+    for name, r in results["methods"].items():
+        scenes = [*r["scenes"].items()] if per_scene else []
+        for scene, m in [*scenes, ("overall", r["overall"])]:
+            yield name, scene, m
+
+
+def _cell(m, key, fmt):
+    v = m.get(key)
+    return "-" if v is None else fmt.format(v)
+
+
+def legend(results) -> str:
+    rpe = "RPE between consecutive frames (RMSE, m and deg)"
+    if results["motion"] == "driving":
+        lengths = next(iter(results["methods"].values()))["overall"]["rpe_lengths_m"]
+        if not lengths:
+            rpe = "KITTI RPE: no segment of 10 m or more"
+        else:
+            short = ", the short set: no 100 m segment" if min(lengths) < 100 else ""
+            rpe = (
+                f"KITTI RPE over {min(lengths)}-{max(lengths)} m segments{short} "
+                "(translation %, rotation deg/100 m)"
+            )
+    return (
+        f"snip_ate: {SNIPPET}-frame snippet ATE in m, mean and std over snippets (scale per "
+        "snippet, sqrt(sum)/n as in SfMLearner); ate: RMSE in m after Sim(3) alignment with "
+        f"that scale (overall: mean over scenes); {rpe}, at the Sim(3) scale."
+    )
+
+
+def format_pose_table(results) -> str:
+    cols = _COMMON + _RPE[results["motion"]]
+    width = max(12, *(len(s) + 2 for _, s, _ in _rows(results)))
+    head = f"{'method':<18}{'scene':<{width}}" + "".join(f"{h:>12}" for _, h, _ in cols)
+    lines = [head]
+    for name, scene, m in _rows(results):
+        cells = "".join(f"{_cell(m, k, f):>12}" for k, _, f in cols)
+        lines.append(f"{name:<18}{scene:<{width}}{cells}")
+    return "\n".join(lines + [legend(results)])
+
+
+def markdown_table(results, per_scene=True) -> str:
+    """The overall rows (and per scene) as a Markdown table, e.g. for benchmarks/RESULTS.md."""
+    cols = _COMMON + _RPE[results["motion"]]
+    lines = [
+        "| method | scene | " + " | ".join(h for _, h, _ in cols) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in cols) + " |",
+    ]
+    for name, scene, m in _rows(results, per_scene):
+        cells = " | ".join(_cell(m, k, f) for k, _, f in cols)
+        lines.append(f"| {name} | {scene} | {cells} |")
+    return "\n".join(lines + ["", legend(results)])
