@@ -123,12 +123,29 @@ def kitti_poses(n: int) -> np.ndarray:
     return np.array(out)
 
 
+# calib.txt rows P0..P3 as KITTI publishes them for its 2011_09_26 drives (odometry sequence
+# 03; the raw drives' P_rect_00..03): grayscale 0 and 1, colour 2 and 3 of one rectified K.
+KITTI_CALIB = {
+    "0": "7.215377e+02 0 6.095593e+02 0 0 7.215377e+02 1.728540e+02 0 0 0 1 0",
+    "1": "7.215377e+02 0 6.095593e+02 -3.875744e+02 0 7.215377e+02 1.728540e+02 0 0 0 1 0",
+    "2": "7.215377e+02 0 6.095593e+02 4.485728e+01 0 7.215377e+02 1.728540e+02 2.163791e-01 "
+    "0 0 1 2.745884e-03",
+    "3": "7.215377e+02 0 6.095593e+02 -3.395242e+02 0 7.215377e+02 1.728540e+02 2.199936e+00 "
+    "0 0 1 2.729905e-03",
+}
+
+
+def kitti_calib_P(c: str) -> np.ndarray:
+    return np.array(KITTI_CALIB[c].split(), dtype=np.float64).reshape(3, 4)
+
+
 def write_kitti_odometry(
     root: Path, seq="05", n=5, cameras=("2",), P=None, poses=True, times=True
 ) -> Path:
-    """root/sequences/<seq>/image_<c>/NNNNNN.png, calib.txt (P0..P3), times.txt, poses/."""
+    """root/sequences/<seq>/image_<c>/NNNNNN.png, calib.txt (P0..P3, KITTI's unless ``P``),
+    times.txt, poses/."""
     folder = root / "sequences" / seq
-    P = P or {c: kitti_P(tx=-0.06 if c in "23" else 0.0) for c in "0123"}
+    P = P or {c: kitti_calib_P(c) for c in "0123"}
     for c in cameras:
         (folder / f"image_{c}").mkdir(parents=True)
         for i in range(n):

@@ -8,6 +8,7 @@ from source_fixtures import (
     AXES,
     P_RECT_02,
     SIZE,
+    kitti_calib_P,
     kitti_P,
     kitti_poses,
     texture,
@@ -105,21 +106,38 @@ def test_odometry_grayscale_with_poses_and_frames(tmp_path):
     img = cv2.imread(str(scene / "000003.png"))
     grey = cv2.cvtColor(texture(3), cv2.COLOR_BGR2GRAY)
     assert (img == grey[..., None]).all()
-    np.testing.assert_allclose(np.loadtxt(scene / "cam.txt"), kitti_P()[:, :3], atol=1e-6)
+    np.testing.assert_allclose(np.loadtxt(scene / "cam.txt"), kitti_calib_P("0")[:, :3])
     np.testing.assert_allclose(read_poses(scene / "poses.txt"), kitti_poses(6)[[1, 3, 5]])
     np.testing.assert_allclose(read_times(scene / "times.txt"), [0.1, 0.3, 0.5], atol=1e-9)
 
 
-def test_odometry_colour_camera_poses(tmp_path):
-    """poses/NN.txt are camera 0's; image_2 is at -t_2 in camera 0 (P2 = K [I | t_2])."""
-    seq = write_kitti_odometry(tmp_path / "odo", cameras=("0", "2"), n=3)
-    scene = prepare(seq, tmp_path / "ds", "c", progress=False, log=None)  # the sequence folder
+# KITTI's P_c = K [I | t_c] (camera c sees camera-0 points shifted by t_c = K^-1 P_c[:, 3]), so
+# camera c sits at -t_c in camera 0. By hand from the rows in KITTI_CALIB (f 721.5377,
+# cx 609.5593, cy 172.8540): t_z = P[2, 3], t_y = (P[1, 3] - cy t_z) / f,
+# t_x = (P[0, 3] - cx t_z) / f. P2: t_z = 0.002745884, t_y = (0.2163791 - 0.474637) / f =
+# -0.00035793, t_x = (44.85728 - 1.673779) / f = 0.0598493: camera 2 is 6 cm left of camera 0.
+# P3: t_z = 0.002729905, t_y = (2.199936 - 0.471875) / f = 0.0023950,
+# t_x = (-339.5242 - 1.664039) / f = -0.472862: camera 3 is 47 cm right of it.
+CENTRE_IN_CAM0 = {
+    "2": [-0.0598493, 0.00035793, -0.002745884],
+    "3": [0.472862, -0.0023950, -0.002729905],
+}
+
+
+@pytest.mark.parametrize("cams, used", [(("0", "2"), "2"), (("3",), "3")])
+def test_odometry_colour_camera_poses(tmp_path, cams, used):
+    """poses/NN.txt are camera 0's; the colour camera's pose is moved to its own centre."""
+    seq = write_kitti_odometry(tmp_path / "odo", cameras=cams, n=3)
+    lines = []
+    scene = prepare(seq, tmp_path / "ds", "c", progress=False, log=lines.append)  # the sequence
+    assert any(f"moved to image_{used}'s camera" in s for s in lines)
     assert cv2.imread(str(scene / "000000.jpg")).std(axis=2).mean() > 1  # colour, not image_0
+    np.testing.assert_allclose(np.loadtxt(scene / "cam.txt"), kitti_calib_P(used)[:, :3])
     got = read_poses(scene / "poses.txt", 3)
     cam0 = kitti_poses(3)
     np.testing.assert_allclose(got[:, :3, :3], cam0[:, :3, :3])
-    want_c = cam0[:, :3, 3] - cam0[:, :3, :3] @ np.array([-0.06, 0, 0])
-    np.testing.assert_allclose(got[:, :3, 3], want_c, atol=1e-9)
+    want = cam0[:, :3, 3] + cam0[:, :3, :3] @ np.array(CENTRE_IN_CAM0[used])
+    np.testing.assert_allclose(got[:, :3, 3], want, atol=1e-6)
 
 
 def test_odometry_refusals(tmp_path):

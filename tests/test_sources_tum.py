@@ -29,6 +29,43 @@ def test_associate_nearest_unique_pairs():
     assert associate(t_rgb, t_depth, 0.02) == [(1, 0), (2, 1)]  # rgb 1 is closer to depth 0
 
 
+def test_associate_as_tums_tool():
+    """Every pair within max_dt is a candidate, not only each RGB's neighbours: rgb 0's
+    neighbour (depth 0) goes to rgb 1 (5 ms), so rgb 0 takes depth 1, 90 ms away, its
+    second-nearest (it lies beyond depth 0). Exactly max_dt apart is not a pair (TUM's '<');
+    the offset is added to the depth times."""
+    assert associate(np.array([0.0, 0.05]), np.array([0.045, 0.09]), 0.1) == [(0, 1), (1, 0)]
+    assert associate(np.array([0.0]), np.array([0.5]), 0.5) == []
+    assert associate(np.array([1.0]), np.array([0.0, 0.75]), 0.1, offset=0.25) == [(0, 1)]
+
+
+def _tums_associate(t_rgb, t_depth, max_dt):
+    """TUM's associate.py's steps over all pairs, by index."""
+    cands = sorted(
+        (abs(a - b), a, b, i, j)
+        for i, a in enumerate(t_rgb)
+        for j, b in enumerate(t_depth)
+        if abs(a - b) < max_dt
+    )
+    free_r, free_d, out = set(range(len(t_rgb))), set(range(len(t_depth))), []
+    for *_, i, j in cands:
+        if i in free_r and j in free_d:
+            free_r.remove(i)
+            free_d.remove(j)
+            out.append((i, j))
+    return sorted(out, key=lambda p: t_rgb[p[0]])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_associate_matches_all_pairs_on_jittered_streams(seed):
+    """30 Hz RGB and depth with jitter and drop-outs, at a max_dt over two frame periods."""
+    rng = np.random.default_rng(seed)
+    t_rgb = np.sort(np.arange(200) / 30 + rng.normal(0, 0.004, 200))[rng.random(200) > 0.1]
+    t_depth = np.arange(200) / 30 + 0.011 + rng.normal(0, 0.004, 200)
+    t_depth = rng.permutation(t_depth[rng.random(200) > 0.1])  # depth.txt need not be sorted
+    assert associate(t_rgb, t_depth, 0.1) == _tums_associate(t_rgb, t_depth, 0.1)
+
+
 def test_quaternion_and_slerp():
     a = 0.7  # about z: q = (0, 0, sin a/2, cos a/2)
     q = np.array([[0, 0, np.sin(a / 2), np.cos(a / 2)]])

@@ -269,7 +269,11 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--depth-scale", type=float, help="depth PNG value / this = metres")
     ap.add_argument(
-        "--max-dt", type=float, default=0.02, help="TUM: largest RGB-depth time gap (s)"
+        "--max-dt",
+        type=float,
+        default=0.02,
+        help="TUM: RGB and depth are paired when less than this apart (s), closest pairs "
+        "first, as TUM's associate.py",
     )
     ap.add_argument("--associations", help="TUM: association file (t rgb t depth a line)")
     ap.add_argument("--sequence", "--drive", help="KITTI: sequence NN or drive folder name")

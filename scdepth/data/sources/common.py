@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ class SourceOptions:
     split: str = "train"
     sequence: str | None = None  # KITTI: sequence NN or drive name when the source has several
     depth_scale: float | None = None  # PNG value / depth_scale = metres (TUM: 5000)
-    max_dt: float = 0.02  # TUM: largest RGB-depth time difference (s) for association
+    max_dt: float = 0.02  # TUM: RGB-depth pairs are less than this apart (s)
     associations: Path | None = None  # TUM: a given association file
     poses: bool = True  # write poses.txt where the source has GT poses
     gt_pixels: str = "eigen"  # KITTI raw: velodyne GT pixels, "eigen" or "nearest"
@@ -46,6 +47,13 @@ class Recording:
     times: np.ndarray | None = None  # [count] seconds
     has_depth: bool = False
     notes: list[str] = field(default_factory=list)  # said in the log (choices made)
+
+
+def natural_key(path: Path) -> tuple:
+    """Sort key that reads digit runs as numbers (frame_2 before frame_10); re.split puts text
+    at even and digits at odd positions, so keys always compare like with like."""
+    parts = re.split(r"(\d+)", path.name)
+    return [int(t) if k % 2 else t for k, t in enumerate(parts)], path.name
 
 
 def read_bgr(path: Path) -> np.ndarray:

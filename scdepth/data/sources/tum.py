@@ -5,14 +5,15 @@ way).
     SOURCE/associations.txt      or associate.txt: ``t_rgb rgb/x.png t_depth depth/y.png``
     SOURCE/groundtruth.txt       optional: ``timestamp tx ty tz qx qy qz qw`` (camera-to-world)
 
-RGB and depth are paired by nearest timestamp (at most ``max_dt`` apart, each used once) from
-rgb.txt and depth.txt, or taken as listed from a given association file (or from the
-association file in SOURCE when there are no lists). Entries whose files are missing are
-left out and the log says how many. The trajectory is interpolated at the RGB times
-(translation linearly, rotation by slerp); frames outside the trajectory's time range, or
-in a gap of more than ``MAX_GT_GAP`` between its samples, are dropped so that every written
-frame has a pose (``poses=False`` keeps them and writes no poses). A Bonn sequence's
-trajectory is its marker's, moved to the camera by the published transforms.
+RGB and depth are paired by timestamp as TUM's associate.py pairs them (less than ``max_dt``
+apart, closest pairs first, each image used once) from rgb.txt and depth.txt, or taken as
+listed from a given association file (or from the association file in SOURCE when there are
+no lists). Entries whose files are missing are left out and the log says how many. The
+trajectory is interpolated at the RGB times (translation linearly, rotation by slerp); frames
+outside the trajectory's time range, or in a gap of more than ``MAX_GT_GAP`` between its
+samples, are dropped so that every written frame has a pose (``poses=False`` keeps them and
+writes no poses). A Bonn sequence's trajectory is its marker's, moved to the camera by the
+published transforms.
 """
 
 from __future__ import annotations
@@ -63,24 +64,30 @@ def _present(folder: Path, names: list[str]) -> np.ndarray:
     return np.array([(folder / n).is_file() for n in names], dtype=bool)
 
 
-def associate(t_rgb: np.ndarray, t_depth: np.ndarray, max_dt: float) -> list[tuple[int, int]]:
-    """Pairs (i_rgb, i_depth) with |t_rgb - t_depth| <= max_dt, each index used once, the
-    closest pairs first; sorted by RGB time."""
-    order = np.argsort(t_depth)
+def associate(
+    t_rgb: np.ndarray, t_depth: np.ndarray, max_dt: float, offset: float = 0.0
+) -> list[tuple[int, int]]:
+    """Pairs (i_rgb, i_depth) as TUM's associate.py makes them: every pair with
+    |t_rgb - (t_depth + offset)| < max_dt is a candidate, candidates are taken closest first
+    (ties: earlier RGB, then earlier depth) while both members are unused; sorted by RGB
+    time."""
+    order = np.argsort(t_depth, kind="stable")
     ts = t_depth[order]
+    lo = np.searchsorted(ts + offset, t_rgb - max_dt, side="left")
+    hi = np.searchsorted(ts + offset, t_rgb + max_dt, side="right")
     cands = []
     for i, t in enumerate(t_rgb):
-        k = int(np.searchsorted(ts, t))
-        for j in (k - 1, k):  # the neighbours on both sides
-            if 0 <= j < len(ts) and abs(ts[j] - t) <= max_dt:
-                cands.append((abs(ts[j] - t), i, int(order[j])))
+        for k in range(lo[i], hi[i]):  # the window holds every candidate, and a few more
+            dt = abs(t - (ts[k] + offset))
+            if dt < max_dt:
+                cands.append((dt, t, ts[k], i, int(order[k])))
     used_r, used_d, pairs = set(), set(), []
-    for _, i, j in sorted(cands):
+    for *_, i, j in sorted(cands):
         if i not in used_r and j not in used_d:
             used_r.add(i)
             used_d.add(j)
             pairs.append((i, j))
-    return sorted(pairs, key=lambda p: t_rgb[p[0]])
+    return sorted(pairs, key=lambda p: (t_rgb[p[0]], t_depth[p[1]]))
 
 
 # --- quaternions (x, y, z, w), as in TUM's groundtruth.txt ---------------------------------

@@ -1,4 +1,5 @@
-"""A video file (anything OpenCV reads) or a folder of images, sorted by name.
+"""A video file (anything OpenCV reads) or a folder of images, in natural order of their
+names (digit runs compared as numbers: frame_2 before frame_10, as recorders number frames).
 
 A folder may hold ``intrinsics.txt`` (fx fy cx cy) or ``cam.txt`` (3x3) beside the frames.
 """
@@ -10,13 +11,13 @@ from pathlib import Path
 import cv2
 
 from ..layout import IMAGE_EXTS, DatasetError, list_files
-from .common import Recording, SourceOptions, files_reader, intrinsics_file
+from .common import Recording, SourceOptions, files_reader, intrinsics_file, natural_key
 
 
 def open_folder(source: Path, opts: SourceOptions) -> Recording:
     if not source.is_dir():
         raise DatasetError(f"{source}: not a folder of images")
-    files = list_files(source, IMAGE_EXTS)
+    files = sorted(list_files(source, IMAGE_EXTS), key=natural_key)
     if not files:
         raise DatasetError(f"{source}: no .jpg or .png images")
     rec = Recording("folder", source, len(files), files_reader(files))
