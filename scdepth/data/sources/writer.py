@@ -12,7 +12,7 @@ depth registered to the colour image by the sensor (TUM, Bonn) is already a pinh
 and TUM advises against undistorting it; ``undistort_depth`` remaps it with the colour
 frames' lens distortion instead.
 
-GT depth is kept at the source size (after undistortion), as float32 metres in .npy, 0 = no
+GT depth is kept at the source size (on the undistorted camera), as float32 metres in .npy, 0 = no
 reading: the evaluator resizes each prediction to its GT, so sparse scans (KITTI) are not
 thinned by a resize and dense ones keep their detail.
 """
