@@ -15,7 +15,7 @@ Parts:
   step       one V3 training step (networks, losses, backward, Adam), ext vs reference:
              it/s, peak memory, share of the step in the losses
 Prints a table per part and writes JSON (after every part, so a cut-short run keeps what it
-measured); --md renders RESULTS.md from it (benchmarks.report). --quick runs every part at a
+measured); --md renders RESULTS.md from it (tools.report). --quick runs every part at a
 tiny size with few repeats: it checks the machinery, its figures mean nothing.
 """
 
@@ -468,7 +468,7 @@ def main(argv=None):
     part("step", step_part)
     print(other_tables(result))
     if a.md:
-        from benchmarks import report
+        from tools import report
 
         extra = [p for p in a.md_with.split(",") if p]
         report.write(a.md, [result] + [report.load(p) for p in extra])

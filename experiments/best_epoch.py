@@ -1,7 +1,7 @@
 """Which epoch would each best.pt criterion pick, and how good is it? Measured on runs whose
 validation scenes have GT depth (and poses), so that the truth is known.
 
-    python -m benchmarks.best_epoch RUN [RUN ...]
+    python -m experiments.best_epoch RUN [RUN ...]
 
 Runs with GT log the validation photometric error only when trained with best_metric=photo
 (it costs a pass per epoch); the regrets below come from the logs, not from best.pt.

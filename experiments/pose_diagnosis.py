@@ -1,7 +1,7 @@
 """Where a PoseNet's snippet ATE comes from: its rotation, its translation's direction, or
 its BatchNorm statistics.
 
-    python -m benchmarks.pose_diagnosis CHECKPOINT --data-root ROOT [--split val]
+    python -m experiments.pose_diagnosis CHECKPOINT --data-root ROOT [--split val]
 
 On the scenes with poses.txt, the 5-frame snippet ATE of:
 

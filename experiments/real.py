@@ -1,11 +1,11 @@
 """Real recordings end to end: import, an SC-Depth V1 run, depth and pose figures.
 
-    python -m benchmarks.real --data ../shared/real --out runs/real [--md benchmarks/RESULTS.md]
-    python -m benchmarks.real --set 7scenes --data ../shared/real/7scenes_redkitchen \
+    python -m experiments.real --data ../shared/real --out runs/real [--md benchmarks/RESULTS.md]
+    python -m experiments.real --set 7scenes --data ../shared/real/7scenes_redkitchen \
         --out runs/7scenes [--md benchmarks/RESULTS.md]
 
 ``--set 7scenes`` is the learning benchmark: up to an hour of training on one 7-Scenes sequence,
-scored on its held-out end (benchmarks/real_7scenes.py). The default set, ``shared``, checks
+scored on its held-out end (experiments/real_7scenes.py). The default set, ``shared``, checks
 the path from each raw format to scores in a few minutes of training:
 
 On the recordings of ``--data`` (the layout of the project's shared/real/: TUM fr1_desk, two
@@ -193,7 +193,7 @@ def total_minutes(report: dict) -> float:
 
 
 def markdown(report: dict) -> str:
-    command = "python -m benchmarks.real" + (
+    command = "python -m experiments.real" + (
         " --set 7scenes" if report.get("set") == "7scenes" else ""
     )
     title = "Real-data learning: 7-Scenes" if report.get("set") == "7scenes" else "Real recordings"
@@ -267,7 +267,7 @@ def main(argv=None) -> int:
     if a.fresh and out.exists():
         shutil.rmtree(out)
     if a.set == "7scenes":
-        from benchmarks import real_7scenes
+        from experiments import real_7scenes
 
         out.mkdir(parents=True, exist_ok=True)
         report = real_7scenes.run(data, out, a.seed)

@@ -1,6 +1,6 @@
 """Real-data learning on Microsoft 7-Scenes: import, SC-Depth V1 from scratch, depth, poses.
 
-    python -m benchmarks.real --set 7scenes --data ../shared/real/7scenes_redkitchen \
+    python -m experiments.real --set 7scenes --data ../shared/real/7scenes_redkitchen \
         --out runs/7scenes [--md benchmarks/RESULTS.md]
 
 One hand-held Kinect sequence (700 frames walking around a kitchen table, 640x480, GT depth,
@@ -26,7 +26,7 @@ import math
 import time
 from pathlib import Path
 
-from benchmarks import real
+from experiments import real
 
 TRAIN, VAL, TEST = "0:600", "0:600:10", "600:700:5"
 HELDOUT_START, HELDOUT_STOP, SPACING = 600, 700, 10
@@ -102,7 +102,7 @@ def run(data: Path, out: Path, seed: int) -> dict:
     report["pose"] = {"7-Scenes held-out (600-699, every 10th frame)": {
         "metrics": res, "table": markdown_table(res, per_scene=False),
     }}  # fmt: skip
-    from benchmarks.pose_diagnosis import diagnose
+    from experiments.pose_diagnosis import diagnose
 
     report["pose_diagnosis"] = diagnose(last, out / "heldout")
     sheet_path = out / "real_7scenes_sheet.png"
@@ -120,7 +120,7 @@ def reading(report: dict) -> str:
     d = report["pose_diagnosis"]
     return (
         f"Trained abs_rel / constant's = {ratio:.2f} (target <= 0.75: {met}). "
-        f"The last PoseNet on the held-out steps (`benchmarks.pose_diagnosis`): rotation "
+        f"The last PoseNet on the held-out steps (`experiments.pose_diagnosis`): rotation "
         f"{d['rot_deg']:.2f} deg a step against the GT's {d['gt_rot_deg']:.2f} (error "
         f"{d['rot_err_deg']:.2f} deg), translation direction {d['dir_err_deg']:.0f} deg off; "
         f"snippet ATE with the GT rotation put in: {d['snippet_ate'][GT_ROT]:.4f} m, with "

@@ -1,7 +1,7 @@
 """Learning over seeds: train one configuration with N seeds, report mean ± std and each seed.
 
-    python -m benchmarks.seeds --out runs/seeds-v3 [--seeds 3] [--config FILE] [key=value ...]
-    python -m benchmarks.seeds --out runs/seeds-v1 method=sc_depth_v1 --compare runs/seeds-v3
+    python -m experiments.seeds --out runs/seeds-v3 [--seeds 3] [--config FILE] [key=value ...]
+    python -m experiments.seeds --out runs/seeds-v1 method=sc_depth_v1 --compare runs/seeds-v3
 
 Each seed trains into OUT/seed<N>/ exactly as `scdepth-train --out OUT/seed<N> seed=<N>` would
 (the runs go one after another: two trainings at once on a small CPU slow each other far more

@@ -3,9 +3,9 @@
 # (README: "SC-DepthV2 against SC-Depth V1 under hand-held rotation"). Both runs use the same
 # data, seed, image size and schedule; only `method` differs. Run from the repository root:
 #
-#   benchmarks/v2_compare.sh                 # ~10 min per run on an idle 2-core CPU
+#   experiments/v2_compare.sh                 # ~10 min per run on an idle 2-core CPU
 #   DATA=/tmp/d OUT=/tmp/r EPOCHS=1 EPOCH_SIZE=2 SIZE='[64,64]' \
-#     SYNTH_ARGS='--size 64 80 --scenes 2 --frames 10' benchmarks/v2_compare.sh   # smoke test
+#     SYNTH_ARGS='--size 64 80 --scenes 2 --frames 10' experiments/v2_compare.sh   # smoke test
 #
 # A run that was interrupted is resumed; a finished one (test_metrics.json) is not rerun.
 # Prints a Markdown table of the test split: abs_rel etc. (all pixels) and, for V2, the mean

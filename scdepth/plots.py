@@ -12,7 +12,7 @@ import math
 import sys
 from pathlib import Path
 
-from .evaluate import METRICS
+from .metrics import METRICS
 
 INSTALL_HINT = "pip install matplotlib, or pip install --no-build-isolation -e '.[plot]'"
 

@@ -42,7 +42,7 @@ class Validator:
             self.folder, self.mode = None, "photo"
         # the val scenes as sequences: without GT depth they are the validation (an error in
         # them is the user's to see); with GT their photometric error costs a pass per epoch,
-        # taken only when it picks best.pt (benchmarks.best_epoch reads such runs' logs)
+        # taken only when it picks best.pt (experiments.best_epoch reads such runs' logs)
         self.sequences = []
         if self.mode == "photo" or cfg.best_metric == "photo" or cfg.method == "sc_depth_v2":
             try:

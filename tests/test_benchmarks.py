@@ -14,11 +14,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # benchmarks/ is not an installed package
 
-from benchmarks import bench_losses, public_baseline, report  # noqa: E402
+from benchmarks import bench_losses, public_baseline  # noqa: E402
 from benchmarks import run as bench_run  # noqa: E402
 from scdepth.geometry import depth_to_normals  # noqa: E402
+from tools import report  # noqa: E402
 
-KIT = ROOT / "benchmarks" / "gpu_check.sh"
+KIT = ROOT / "tools" / "gpu_check.sh"
 
 
 def tiny_batch():

@@ -1,4 +1,4 @@
-"""benchmarks.best_epoch: the epoch each best.pt criterion picks, and its regret."""
+"""experiments.best_epoch: the epoch each best.pt criterion picks, and its regret."""
 
 import json
 import sys
@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ is not installed
 
-from benchmarks import best_epoch  # noqa: E402
+from experiments import best_epoch  # noqa: E402
 
 
 def _run(tmp_path, name, vals):

@@ -1,5 +1,5 @@
 """The CUDA kernels' resources, read from the built extension with cuobjdump
-(benchmarks/kernel_resources.py; no GPU needed, CI builds every CUDA source): no kernel
+(tools/kernel_resources.py; no GPU needed, CI builds every CUDA source): no kernel
 spills registers or keeps a stack frame, each launch fits its shared-memory budget, and no
 kernel's registers cut its occupancy below the floor. Also the script's parts that need no
 CUDA build: the occupancy rules, the name and output parsing, the traffic counter."""
@@ -15,7 +15,7 @@ sys.path.insert(0, str(ROOT))  # benchmarks/ is not an installed package
 
 import scdepth.ops as ops  # noqa: E402
 from benchmarks import bench_pairs, bench_photometric, bench_warp  # noqa: E402
-from benchmarks import kernel_resources as kr  # noqa: E402
+from tools import kernel_resources as kr  # noqa: E402
 
 KIB = 1024
 DTYPES = {"float", "double", "half", "bfloat16"}
@@ -54,7 +54,7 @@ def table():
 
 def test_every_kernel_has_a_launch_configuration_and_every_instantiation_is_built(table):
     unknown = sorted({k["mangled"] for k in table if not k["known"]})
-    assert not unknown, f"add these kernels to benchmarks/kernel_resources.py KERNELS: {unknown}"
+    assert not unknown, f"add these kernels to tools/kernel_resources.py KERNELS: {unknown}"
     for arch in {k["arch"] for k in table}:
         built = {(k["kernel"], k["dtype"]) for k in table if k["arch"] == arch}
         expected = {(f"{ns}::{name}", d) for ns, name in kr.KERNELS for d in DTYPES}

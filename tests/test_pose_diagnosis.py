@@ -9,8 +9,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ is not installed
 
-from benchmarks import pose_diagnosis as pd  # noqa: E402
-from benchmarks import real  # noqa: E402
+from experiments import pose_diagnosis as pd  # noqa: E402
+from experiments import real  # noqa: E402
 
 
 def _steps(n, seed):

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from benchmarks import seeds
+from experiments import seeds
 
 
 def rec(seed, abs_rel, curve=((10, 0.3), (20, 0.2))):

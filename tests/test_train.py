@@ -405,7 +405,7 @@ def test_learning_rate_schedules():
 def test_best_metric_chooses_the_epoch_of_best_pt():
     with_gt = {"abs_rel": 0.2, "photo": 0.3}
     assert train.selection_score("auto", with_gt, 10) == 0.2
-    # without GT depth: the last epoch (benchmarks.best_epoch measured it against photo)
+    # without GT depth: the last epoch (experiments.best_epoch measured it against photo)
     assert train.selection_score("auto", {"photo": 0.3}, 10) == -10
     assert train.selection_score("photo", with_gt, 10) == 0.3
     # last: every later epoch scores lower, so best.pt is always the last epoch

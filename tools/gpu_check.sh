@@ -1,21 +1,21 @@
 #!/usr/bin/env bash
 # GPU validation kit: proves the CUDA kernels on the present card and measures them.
 #
-#   benchmarks/gpu_check.sh [options] OUTDIR
+#   tools/gpu_check.sh [options] OUTDIR
 #
 # Stages (each logs to OUTDIR/<stage>.log; a summary goes to OUTDIR/summary.txt):
 #   env        python, torch, CUDA, nvidia-smi, compute-sanitizer found or not
 #   build      scdepth._C in place with FORCE_CUDA=1 for this card's architecture
 #              (TORCH_CUDA_ARCH_LIST from the device); checks that the CUDA kernels loaded
 #   tests      pytest -m cuda (the CUDA tests; they skip without a GPU)
-#   memcheck   compute-sanitizer --tool memcheck over benchmarks/sanitize_ops.py
-#   racecheck  compute-sanitizer --tool racecheck over benchmarks/sanitize_ops.py
+#   memcheck   compute-sanitizer --tool memcheck over tools/sanitize_ops.py
+#   racecheck  compute-sanitizer --tool racecheck over tools/sanitize_ops.py
 #   bench      python -m benchmarks.run on the GPU, float32 and bfloat16 -> results-gpu.json
 #   report     OUTDIR/RESULTS.md from results-gpu.json and the repository's CPU results
 #   resources  every kernel's registers, shared memory, spills and occupancy on paper, and the
 #              DRAM bytes each must move, next to the measured kernel times, achieved bandwidth
 #              and (with Nsight Compute's ncu) occupancy and DRAM bytes: python -m
-#              benchmarks.kernel_resources --measure, appended to OUTDIR/RESULTS.md and
+#              tools.kernel_resources --measure, appended to OUTDIR/RESULTS.md and
 #              OUTDIR/kernel-resources.json (without a GPU: the paper figures only)
 #
 # Options:
@@ -171,7 +171,7 @@ for tool in memcheck racecheck; do
     if [ "$tool" = memcheck ]; then
       # the sanitizers' workload still runs, on the CPU kernels, to prove the script
       run_stage sanitize-cpu 120 "sanitize_ops.py on the CPU (the workload of the sanitizers)" \
-        "$PYTHON" benchmarks/sanitize_ops.py --device cpu
+        "$PYTHON" tools/sanitize_ops.py --device cpu
     fi
     record "$tool" SKIP 0 "NOT RUN: $why; the CUDA kernels are not sanitised by this run"
     continue
@@ -183,7 +183,7 @@ for tool in memcheck racecheck; do
   [ "$tool" = memcheck ] && envs=(PYTORCH_NO_CUDA_MEMORY_CACHING=1)
   run_stage "$tool" 240 "compute-sanitizer --tool $tool: no errors" \
     env "${envs[@]}" "$SANITIZER" --tool "$tool" "${extra[@]}" --error-exitcode 1 \
-    --print-limit 50 "$PYTHON" benchmarks/sanitize_ops.py --device cuda
+    --print-limit 50 "$PYTHON" tools/sanitize_ops.py --device cuda
 done
 
 # --- benchmarks ---------------------------------------------------------------------------------
@@ -206,7 +206,7 @@ if wanted report; then
     notes=()
     [ -f "$ROOT/benchmarks/results/notes.md" ] && notes=(--notes "$ROOT/benchmarks/results/notes.md")
     run_stage report 60 "$OUTDIR/RESULTS.md" \
-      "$PYTHON" -m benchmarks.report "${inputs[@]}" "${notes[@]}" -o "$OUTDIR/RESULTS.md"
+      "$PYTHON" -m tools.report "${inputs[@]}" "${notes[@]}" -o "$OUTDIR/RESULTS.md"
   fi
 fi
 
@@ -220,7 +220,7 @@ if wanted resources; then
   else
     note="on paper only: no GPU, the measured figures are NOT RUN"
   fi
-  run_stage resources 240 "$note" "$PYTHON" -m benchmarks.kernel_resources "${res_args[@]}"
+  run_stage resources 240 "$note" "$PYTHON" -m tools.kernel_resources "${res_args[@]}"
 fi
 
 echo

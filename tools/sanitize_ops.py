@@ -1,7 +1,7 @@
 """Every op forward+backward once at small sizes: the workload compute-sanitizer checks.
 
-    compute-sanitizer --tool memcheck --error-exitcode 1 python benchmarks/sanitize_ops.py
-    python benchmarks/sanitize_ops.py --device cpu      # the same calls on the CPU kernels
+    compute-sanitizer --tool memcheck --error-exitcode 1 python tools/sanitize_ops.py
+    python tools/sanitize_ops.py --device cpu      # the same calls on the CPU kernels
 
 Sizes are odd and not multiples of any block or tile size, so that every bounds guard and
 halo load at an image edge runs; float32 and bfloat16; then a whole V3 loss stack (which
