@@ -4,8 +4,9 @@ import cv2
 import numpy as np
 import pytest
 
+from scdepth.cli.prepare import main
 from scdepth.data.dataset import TrainFolder
-from scdepth.data.prepare import frame_difference, intrinsics_from_fov, main, prepare
+from scdepth.data.prepare import frame_difference, intrinsics_from_fov, prepare
 
 SIZE = (48, 64)
 
