@@ -109,7 +109,7 @@ def step_rate(data, cfg):
 
 def measure(a):
     from scdepth import config
-    from scdepth.data.dataset import TrainFolder
+    from scdepth.data.folders import TrainFolder
     from scdepth.data.synth import generate
 
     size = tuple(a.size)

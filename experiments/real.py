@@ -168,7 +168,7 @@ def sheet(sets, path: Path, per_set: int = 2) -> None:
 
     from scdepth import viz
     from scdepth.checkpoint import load_depth_model
-    from scdepth.data.dataset import TestFolder
+    from scdepth.data.folders import TestFolder
     from scdepth.data.layout import read_depth
 
     rows = []

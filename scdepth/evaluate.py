@@ -21,9 +21,9 @@ import numpy as np
 from tqdm import tqdm
 
 from .checkpoint import load_depth_model
-from .data.dataset import TestFolder, ValFolder
-from .data.datasets import EVAL_CROPS, DatasetSpec, get_spec
+from .data.folders import TestFolder, ValFolder
 from .data.layout import DatasetError, read_depth, read_mask
+from .data.specs import EVAL_CROPS, DatasetSpec, get_spec
 from .metrics import METRICS, compute_depth_metrics
 
 

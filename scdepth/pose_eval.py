@@ -30,9 +30,9 @@ import numpy as np
 
 from . import checkpoint as checkpoint_io
 from . import trajectory as tj
-from .data.datasets import DATASETS
 from .data.layout import DatasetError, list_files, load_scene, read_image, read_scene_list
 from .data.poses import scene_poses, scene_times, to_homogeneous
+from .data.specs import DATASETS
 from .pose_metrics import SNIPPET, overall, public, scene_errors
 from .pose_report import format_pose_table, write_outputs
 

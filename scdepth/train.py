@@ -16,7 +16,7 @@ import yaml
 from tqdm import tqdm
 
 from . import checkpoint, config, host_memory, plots, pose_eval
-from .data.dataset import TrainFolder
+from .data.folders import TrainFolder
 from .data.layout import UnreadableFrame
 from .data.loader import make_loader, to_device
 from .distributed import Dist
@@ -27,7 +27,7 @@ from .models import DepthNet, PoseNet, RectifyNet
 from .ops import get_backend
 from .precision import amp_dtype
 from .step import compute_losses, prepare_networks
-from .validate import Validator
+from .validation import Validator
 
 
 def selection_score(best_metric: str, metrics: dict, step: int) -> float:

@@ -22,9 +22,9 @@ def test_every_shipped_config_loads(path):
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
 def test_each_dataset_config_agrees_with_its_spec(path):
-    """The presets' image size and frame spacing are the ones datasets.py documents (with
+    """The presets' image size and frame spacing are the ones specs.py documents (with
     their sources there): e.g. TUM and Bonn take references 10 frames apart."""
-    from scdepth.data.datasets import get_spec
+    from scdepth.data.specs import get_spec
 
     cfg = config.load(path)
     spec = get_spec(cfg.dataset)

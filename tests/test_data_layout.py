@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from data_fixtures import make_layout, make_testing, write_scene
 
-from scdepth.data.dataset import TestFolder, TrainFolder, ValFolder
+from scdepth.data.folders import TestFolder, TrainFolder, ValFolder
 from scdepth.data.layout import DatasetError, UnreadableFrame, validate_layout, validate_testing
 
 

@@ -10,8 +10,8 @@ from data_fixtures import make_testing
 
 from scdepth import evaluate
 from scdepth.cli.eval import main
-from scdepth.data.dataset import TestFolder
-from scdepth.data.datasets import get_spec
+from scdepth.data.folders import TestFolder
+from scdepth.data.specs import get_spec
 from scdepth.evaluate import (
     compute_depth_metrics,
     evaluate_folder,

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from scdepth.cli.prepare import main
-from scdepth.data.dataset import TrainFolder
+from scdepth.data.folders import TrainFolder
 from scdepth.data.prepare import frame_difference, intrinsics_from_fov, prepare
 
 SIZE = (48, 64)

@@ -11,7 +11,7 @@ from data_fixtures import make_layout
 
 from scdepth.cli.pseudo import main
 from scdepth.data import pseudo
-from scdepth.data.dataset import TrainFolder
+from scdepth.data.folders import TrainFolder
 from scdepth.data.pseudo import PseudoDepthError, load_model
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from source_fixtures import SIZE, T0, blob_image, centroid, texture, tum_pose, write_tum
 
-from scdepth.data.dataset import TestFolder, ValFolder
+from scdepth.data.folders import TestFolder, ValFolder
 from scdepth.data.layout import DatasetError
 from scdepth.data.poses import read_poses, read_times
 from scdepth.data.prepare import prepare

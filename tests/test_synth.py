@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from scdepth.cli.synth import main
-from scdepth.data.dataset import TestFolder, TrainFolder, ValFolder
+from scdepth.data.folders import TestFolder, TrainFolder, ValFolder
 from scdepth.data.render import Prim, render
 from scdepth.data.synth import generate, pseudo_depth_quality, simulate_pseudo_depth
 

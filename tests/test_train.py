@@ -124,7 +124,7 @@ def test_cli_runs_and_reports_bad_config(tiny_synthetic, tmp_path, capsys):
 
 
 def test_ext_and_reference_give_the_same_losses_and_gradients(tiny_synthetic):
-    from scdepth.data.dataset import TrainFolder
+    from scdepth.data.folders import TrainFolder
     from scdepth.models import DepthNet, PoseNet
 
     # float64 end to end, and noise on the images: in flat regions the warped and the
@@ -154,7 +154,7 @@ def test_ext_and_reference_give_the_same_losses_and_gradients(tiny_synthetic):
 
 
 def test_methods_use_their_terms(tiny_synthetic):
-    from scdepth.data.dataset import TrainFolder
+    from scdepth.data.folders import TrainFolder
     from scdepth.models import DepthNet, PoseNet
 
     data = TrainFolder(tiny_synthetic, image_size=(64, 64), seed=0)
@@ -455,7 +455,7 @@ def test_the_optimiser_follows_the_schedule(tiny_synthetic, tmp_path):
 
 
 def test_channels_last_networks_give_the_same_losses_and_gradients(tiny_synthetic):
-    from scdepth.data.dataset import TrainFolder
+    from scdepth.data.folders import TrainFolder
     from scdepth.models import DepthNet, PoseNet
     from scdepth.step import prepare_networks
 

@@ -10,7 +10,7 @@ import torch
 from conftest import tiny_config
 
 from scdepth import checkpoint, config, infer, pose_eval, rectify, train
-from scdepth.data.dataset import TrainFolder
+from scdepth.data.folders import TrainFolder
 from scdepth.data.layout import read_image
 from scdepth.data.transforms import resize_image
 from scdepth.evaluate import evaluate_checkpoint

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from .. import evaluate
-from ..data.datasets import DATASETS
+from ..data.specs import DATASETS
 from ..metrics import format_table
 from .common import add_device, add_progress, resolve_device
 

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from ..checkpoint import CheckpointError
-from ..data.datasets import DATASETS
+from ..data.specs import DATASETS
 from ..pose_eval import BASELINES, evaluate_poses, methods_for
 from ..pose_report import format_pose_table
 from .common import add_device, add_progress, resolve_device

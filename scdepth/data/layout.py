@@ -13,7 +13,7 @@
 
 GT depth is in metres: float32 ``.npy`` (what scdepth-prepare and scdepth-synth write; 0 = no
 reading) or ``.npz``; a 16-bit ``.png`` is divided by the dataset's ``depth_png_scale``
-(scdepth/data/datasets.py, the one place for those scales). GT may be stored at another size
+(scdepth/data/specs.py, the one place for those scales). GT may be stored at another size
 than the frames (the evaluator resizes each prediction to its GT).
 
 How cheap the check is: every file's first bytes are compared with its format's signature

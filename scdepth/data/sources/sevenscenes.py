@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..datasets import RAW_DEPTH_PNG_SCALES
 from ..layout import DatasetError, read_intrinsics
 from ..poses import check_rigid
+from ..specs import RAW_DEPTH_PNG_SCALES
 from .common import Recording, SourceOptions, files_reader, read_depth_png
 
 FRAME = re.compile(r"frame-(\d+)\.color\.(?:png|jpg)", re.IGNORECASE)

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..datasets import RAW_DEPTH_PNG_SCALES
 from ..layout import DatasetError
+from ..specs import RAW_DEPTH_PNG_SCALES
 from .bonn import BONN_CALIBRATION, BONN_SIZE, is_bonn, marker_to_camera
 from .common import Recording, SourceOptions, files_reader, read_depth_png
 

@@ -14,7 +14,6 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from . import transforms as T
-from .datasets import get_spec
 from .layout import (
     UnreadableFrame,
     read_depth,
@@ -24,6 +23,7 @@ from .layout import (
     validate_layout,
     validate_testing,
 )
+from .specs import get_spec
 
 
 def _check_size(image_size) -> tuple[int, int]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from . import pose_eval, rectify, viz
-from .data.dataset import TrainFolder, ValFolder
+from .data.folders import TrainFolder, ValFolder
 from .data.layout import DatasetError
 from .evaluate import evaluate_model, spread
 from .step import compute_losses
