@@ -304,5 +304,3 @@ def final_pose_evaluation(checkpoint_path, cfg, out_dir, device) -> dict:
     print(f"\npose on {cfg.dataset} val ({checkpoint_path}):")
     print(format_pose_table(results))
     return results
-
-

@@ -9,12 +9,10 @@ Poses are camera-to-world [N, 4, 4] (scdepth/data/poses.py has the conventions);
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from .data.layout import DatasetError
-from .data.poses import check_rigid, to_homogeneous
+from .data.poses import check_rigid, rotation_to_quaternion, to_homogeneous
 from .plots import figure_class
 
 # KITTI odometry devkit: segments of 100..800 m, a segment starting every 10 frames.
@@ -168,47 +166,6 @@ def chain(relative: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
-# --- rotations as quaternions (TUM files) -------------------------------------------------
-
-
-def rotation_to_quaternion(R: np.ndarray) -> np.ndarray:
-    """Rotations [..., 3, 3] -> unit quaternions [..., 4] as (qx, qy, qz, qw), qw >= 0.
-    From the largest of the four diagonal combinations (stable near 180 degrees)."""
-    R = np.asarray(R, np.float64)
-    m00, m11, m22 = R[..., 0, 0], R[..., 1, 1], R[..., 2, 2]
-    # 4 qx^2, 4 qy^2, 4 qz^2, 4 qw^2
-    cand = np.stack(
-        [1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22, 1 + m00 + m11 + m22], -1
-    )
-    k = cand.argmax(-1)
-    q = np.empty(R.shape[:-2] + (4,))
-    r = lambda i, j: R[..., i, j]  # noqa: E731
-    # each row: 4 q_k times (qx, qy, qz, qw) from the off-diagonal sums and differences
-    rows = [
-        np.stack([cand[..., 0], r(0, 1) + r(1, 0), r(0, 2) + r(2, 0), r(2, 1) - r(1, 2)], -1),
-        np.stack([r(0, 1) + r(1, 0), cand[..., 1], r(1, 2) + r(2, 1), r(0, 2) - r(2, 0)], -1),
-        np.stack([r(0, 2) + r(2, 0), r(1, 2) + r(2, 1), cand[..., 2], r(1, 0) - r(0, 1)], -1),
-        np.stack([r(2, 1) - r(1, 2), r(0, 2) - r(2, 0), r(1, 0) - r(0, 1), cand[..., 3]], -1),
-    ]
-    for i in range(4):
-        sel = k == i
-        q[sel] = rows[i][sel]
-    q /= np.linalg.norm(q, axis=-1, keepdims=True)
-    return np.where(q[..., 3:] < 0, -q, q)
-
-
-def quaternion_to_rotation(q: np.ndarray) -> np.ndarray:
-    """Quaternions [..., 4] as (qx, qy, qz, qw) (normalised here) -> rotations [..., 3, 3]."""
-    q = np.asarray(q, np.float64)
-    x, y, z, w = np.moveaxis(q / np.linalg.norm(q, axis=-1, keepdims=True), -1, 0)
-    R = [
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ]
-    return np.stack([np.stack(row, -1) for row in R], -2)
-
-
 def write_tum(path, times, poses) -> None:
     """TUM RGB-D trajectory: ``timestamp tx ty tz qx qy qz qw`` a line, camera-to-world."""
     poses = check_rigid(poses, path)
@@ -218,29 +175,6 @@ def write_tum(path, times, poses) -> None:
     rows = np.column_stack([times, poses[:, :3, 3], rotation_to_quaternion(poses[:, :3, :3])])
     header = "timestamp tx ty tz qx qy qz qw (camera-to-world)"
     np.savetxt(path, rows, fmt="%.17g", header=header)
-
-
-def read_tum(path) -> tuple[np.ndarray, np.ndarray]:
-    """(timestamps [N], camera-to-world poses [N, 4, 4]) of a TUM trajectory file ('#' lines
-    are comments). Errors name the file and the line."""
-    path = Path(path)
-    times, poses = [], []
-    for i, line in enumerate(path.read_text().splitlines()):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        try:
-            v = [float(s) for s in line.split()]
-        except ValueError:
-            raise DatasetError(f"{path}: line {i + 1} is not numbers: {line[:60]!r}") from None
-        if len(v) != 8:
-            raise DatasetError(f"{path}: line {i + 1} has {len(v)} numbers, expected 8")
-        T = np.eye(4)
-        T[:3, :3], T[:3, 3] = quaternion_to_rotation(np.array(v[4:])), v[1:4]
-        times.append(v[0])
-        poses.append(T)
-    if not poses:
-        raise DatasetError(f"{path}: no poses")
-    return np.array(times), check_rigid(np.array(poses), path)
 
 
 # --- the top view ------------------------------------------------------------------------

@@ -5,10 +5,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from scdepth.data.poses import quaternion_to_rotation
+from scdepth.data.sources.tum import read_trajectory
 from scdepth.geometry import pose_vec2mat
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,3 +117,12 @@ def chi2_sf(x, df):
         if abs(d * c - 1) < 1e-15:
             break
     return lead * h
+
+
+def read_tum(path):
+    """(times [N], camera-to-world [N, 4, 4]) of a TUM trajectory file, read as the importer
+    reads groundtruth.txt."""
+    times, rows = read_trajectory(Path(path))
+    poses = np.tile(np.eye(4), (len(times), 1, 1))
+    poses[:, :3, 3], poses[:, :3, :3] = rows[:, :3], quaternion_to_rotation(rows[:, 3:])
+    return times, poses

@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from helpers import read_tum
 
 from scdepth import checkpoint, config, pose_eval
 from scdepth import trajectory as tj
@@ -140,7 +141,7 @@ def test_cli_writes_trajectories_plots_and_json(synth, tmp_path, capsys):
     assert row["frames"] == 8 and row["snippets"] == 4 and row["ate_scale"] == 0
     gt = read_poses(out / "val_00/gt.kitti.txt", 8)
     np.testing.assert_array_equal(gt, read_poses(synth / "training/val_00/poses.txt"))
-    times, cv = tj.read_tum(out / "val_00/constant-velocity.tum.txt")
+    times, cv = read_tum(out / "val_00/constant-velocity.tum.txt")
     np.testing.assert_allclose(times, np.arange(8) / 10)
     np.testing.assert_allclose(
         cv, read_poses(out / "val_00/constant-velocity.kitti.txt"), atol=1e-12

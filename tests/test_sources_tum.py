@@ -8,9 +8,9 @@ from source_fixtures import SIZE, T0, blob_image, centroid, texture, tum_pose, w
 
 from scdepth.data.folders import TestFolder, ValFolder
 from scdepth.data.layout import DatasetError
-from scdepth.data.poses import read_poses, read_times
+from scdepth.data.poses import quaternion_to_rotation, read_poses, read_times, slerp
 from scdepth.data.prepare import prepare
-from scdepth.data.sources.tum import TUM_CALIBRATION, associate, quat_to_matrix, slerp
+from scdepth.data.sources.tum import TUM_CALIBRATION, associate
 
 R_T = [T0 + 0.1 + 0.04 * k for k in range(6)]
 # rgb 3's depth is 25 ms late (over 20 ms); it is also 15 ms from rgb 4, whose own depth
@@ -70,7 +70,7 @@ def test_quaternion_and_slerp():
     a = 0.7  # about z: q = (0, 0, sin a/2, cos a/2)
     q = np.array([[0, 0, np.sin(a / 2), np.cos(a / 2)]])
     R = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
-    np.testing.assert_allclose(quat_to_matrix(q)[0], R, atol=1e-12)
+    np.testing.assert_allclose(quaternion_to_rotation(q)[0], R, atol=1e-12)
     q0, q1 = np.array([[0, 0, 0, 1.0]]), np.array([[0, 0, np.sin(0.5), np.cos(0.5)]])  # 0, 1 rad
     half = np.array([[0, 0, np.sin(0.25), np.cos(0.25)]])
     np.testing.assert_allclose(slerp(q0, q1, np.array([0.5])), half, atol=1e-12)

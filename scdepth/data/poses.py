@@ -126,3 +126,61 @@ def scene_poses(scene_dir, n_frames: int) -> np.ndarray | None:
 def scene_times(scene_dir, n_frames: int) -> np.ndarray | None:
     path = Path(scene_dir) / TIMES_FILE
     return read_times(path, n_frames) if path.exists() else None
+
+
+# --- rotations as quaternions (x, y, z, w), as TUM trajectory files hold them --------------
+
+
+def rotation_to_quaternion(R: np.ndarray) -> np.ndarray:
+    """Rotations [..., 3, 3] -> unit quaternions [..., 4] as (qx, qy, qz, qw), qw >= 0.
+    From the largest of the four diagonal combinations (stable near 180 degrees)."""
+    R = np.asarray(R, np.float64)
+    m00, m11, m22 = R[..., 0, 0], R[..., 1, 1], R[..., 2, 2]
+    # 4 qx^2, 4 qy^2, 4 qz^2, 4 qw^2
+    cand = np.stack(
+        [1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22, 1 + m00 + m11 + m22], -1
+    )
+    k = cand.argmax(-1)
+    q = np.empty(R.shape[:-2] + (4,))
+    r = lambda i, j: R[..., i, j]  # noqa: E731
+    # each row: 4 q_k times (qx, qy, qz, qw) from the off-diagonal sums and differences
+    rows = [
+        np.stack([cand[..., 0], r(0, 1) + r(1, 0), r(0, 2) + r(2, 0), r(2, 1) - r(1, 2)], -1),
+        np.stack([r(0, 1) + r(1, 0), cand[..., 1], r(1, 2) + r(2, 1), r(0, 2) - r(2, 0)], -1),
+        np.stack([r(0, 2) + r(2, 0), r(1, 2) + r(2, 1), cand[..., 2], r(1, 0) - r(0, 1)], -1),
+        np.stack([r(2, 1) - r(1, 2), r(0, 2) - r(2, 0), r(1, 0) - r(0, 1), cand[..., 3]], -1),
+    ]
+    for i in range(4):
+        sel = k == i
+        q[sel] = rows[i][sel]
+    q /= np.linalg.norm(q, axis=-1, keepdims=True)
+    return np.where(q[..., 3:] < 0, -q, q)
+
+
+def quaternion_to_rotation(q: np.ndarray) -> np.ndarray:
+    """Quaternions [..., 4] as (qx, qy, qz, qw) (normalised here) -> rotations [..., 3, 3]."""
+    q = np.asarray(q, np.float64)
+    x, y, z, w = np.moveaxis(q / np.linalg.norm(q, axis=-1, keepdims=True), -1, 0)
+    R = [
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ]
+    return np.stack([np.stack(row, -1) for row in R], -2)
+
+
+def slerp(q0: np.ndarray, q1: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """Spherical interpolation of unit quaternions [N, 4] at fractions a [N] (shortest arc)."""
+    q0 = q0 / np.linalg.norm(q0, axis=-1, keepdims=True)
+    q1 = q1 / np.linalg.norm(q1, axis=-1, keepdims=True)
+    dot = np.sum(q0 * q1, axis=-1)
+    q1 = np.where(dot[:, None] < 0, -q1, q1)  # q and -q are the same rotation
+    dot = np.clip(np.abs(dot), -1.0, 1.0)
+    theta = np.arccos(dot)
+    s = np.sin(theta)
+    small = s < 1e-8  # (almost) the same rotation: linear is exact enough
+    s = np.where(small, 1.0, s)
+    w0 = np.where(small, 1 - a, np.sin((1 - a) * theta) / s)
+    w1 = np.where(small, a, np.sin(a * theta) / s)
+    q = w0[:, None] * q0 + w1[:, None] * q1
+    return q / np.linalg.norm(q, axis=-1, keepdims=True)

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..layout import DatasetError
+from ..poses import quaternion_to_rotation, slerp
 from ..specs import RAW_DEPTH_PNG_SCALES
 from .bonn import BONN_CALIBRATION, BONN_SIZE, is_bonn, marker_to_camera
 from .common import Recording, SourceOptions, files_reader, read_depth_png
@@ -90,38 +91,6 @@ def associate(
     return sorted(pairs, key=lambda p: (t_rgb[p[0]], t_depth[p[1]]))
 
 
-# --- quaternions (x, y, z, w), as in TUM's groundtruth.txt ---------------------------------
-
-
-def quat_to_matrix(q: np.ndarray) -> np.ndarray:
-    """Unit quaternions [N, 4] (x, y, z, w) -> rotation matrices [N, 3, 3]."""
-    x, y, z, w = (q / np.linalg.norm(q, axis=-1, keepdims=True)).T
-    return np.stack(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-        ]
-    ).transpose(2, 0, 1)
-
-
-def slerp(q0: np.ndarray, q1: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """Spherical interpolation of unit quaternions [N, 4] at fractions a [N] (shortest arc)."""
-    q0 = q0 / np.linalg.norm(q0, axis=-1, keepdims=True)
-    q1 = q1 / np.linalg.norm(q1, axis=-1, keepdims=True)
-    dot = np.sum(q0 * q1, axis=-1)
-    q1 = np.where(dot[:, None] < 0, -q1, q1)  # q and -q are the same rotation
-    dot = np.clip(np.abs(dot), -1.0, 1.0)
-    theta = np.arccos(dot)
-    s = np.sin(theta)
-    small = s < 1e-8  # (almost) the same rotation: linear is exact enough
-    s = np.where(small, 1.0, s)
-    w0 = np.where(small, 1 - a, np.sin((1 - a) * theta) / s)
-    w1 = np.where(small, a, np.sin(a * theta) / s)
-    q = w0[:, None] * q0 + w1[:, None] * q1
-    return q / np.linalg.norm(q, axis=-1, keepdims=True)
-
-
 def read_trajectory(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """TUM groundtruth.txt -> (times [M] sorted, rows [M, 7] tx ty tz qx qy qz qw)."""
     rows = _rows(path, 8, "8 (timestamp tx ty tz qx qy qz qw)")
@@ -146,7 +115,7 @@ def interpolate_poses(gt_t, gt, times, max_gap: float = MAX_GT_GAP):
     a = np.clip((times - t0) / np.maximum(t1 - t0, 1e-12), 0.0, 1.0)
     poses = np.tile(np.eye(4), (len(times), 1, 1))
     poses[:, :3, 3] = (1 - a)[:, None] * gt[k - 1, :3] + a[:, None] * gt[k, :3]
-    poses[:, :3, :3] = quat_to_matrix(slerp(gt[k - 1, 3:], gt[k, 3:], a))
+    poses[:, :3, :3] = quaternion_to_rotation(slerp(gt[k - 1, 3:], gt[k, 3:], a))
     return poses, ok
 
 
