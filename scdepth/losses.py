@@ -18,7 +18,6 @@ import torch
 import torch.nn.functional as F
 
 from .geometry import sobel
-from .ops.reference import ordinal_labels
 
 MIN_VALID_PIXELS = 100  # a masked mean over fewer pixels is 0 (SC-Depth's mean_on_mask)
 
@@ -355,6 +354,18 @@ def global_pair_draws(B, H, W, ratio=GLOBAL_PAIR_RATIO, generator=None, *, devic
     # b = a + an offset uniform in [1, N): uniform over the N - 1 pixels other than a.
     offset = torch.randint(1, max(N, 2), (B, n), generator=generator, device=device)
     return idx_a, (idx_a + offset) % max(N, 1)
+
+
+def ordinal_labels(pd_a, pd_b, tau):
+    """int8 labels of pairs with pseudo depths pd_a, pd_b (same shape), compared in float64:
+    +1 if pd_a >= (1 + tau) pd_b, -1 if pd_b >= (1 + tau) pd_a, else 0; 0 where either depth
+    is not finite or <= 0."""
+    a, b = pd_a.double(), pd_b.double()
+    one_plus_tau = 1.0 + tau
+    valid = torch.isfinite(a) & torch.isfinite(b) & (a > 0) & (b > 0)
+    one = torch.ones((), dtype=torch.int8, device=a.device)
+    label = torch.where(a >= one_plus_tau * b, one, torch.where(b >= one_plus_tau * a, -one, 0))
+    return torch.where(valid, label, 0).to(torch.int8)
 
 
 def global_random_pairs(

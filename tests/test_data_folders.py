@@ -8,7 +8,7 @@ from data_fixtures import make_layout, make_testing, write_scene
 from torch.utils.data import DataLoader
 
 from scdepth.data import transforms as T
-from scdepth.data.folders import TestFolder, TrainFolder, ValFolder, collate_skip_unreadable
+from scdepth.data.folders import TestFolder, TrainFolder, ValFolder
 from scdepth.data.layout import UnreadableFrame
 
 
@@ -108,10 +108,9 @@ def test_seeded_augmentation_is_reproducible(tmp_path):
     assert len(Ks) > 1
 
 
-def test_unreadable_frame_mid_run_can_be_skipped(tmp_path):
+def test_unreadable_frame_mid_run_is_raised_and_the_loader_goes_on(tmp_path):
     make_layout(tmp_path, train=("s0",), val=(), n_frames=6)
     ds = TrainFolder(tmp_path, image_size=(16, 24), augment=False)
-    skip = TrainFolder(tmp_path, image_size=(16, 24), augment=False, on_unreadable="skip")
     (tmp_path / "training/s0/000003.png").unlink()  # deleted after validation
     for workers in (0, 2):
         seen, failed = 0, 0
@@ -127,9 +126,6 @@ def test_unreadable_frame_mid_run_can_be_skipped(tmp_path):
                 failed += 1
         # frame 3 is a target once and a reference twice
         assert (seen, failed) == (1, 3)
-    batches = list(DataLoader(skip, batch_size=4, collate_fn=collate_skip_unreadable))
-    assert sum(int(b["num_skipped"]) for b in batches) == 3
-    assert sum(b["tgt"].shape[0] for b in batches) == 1
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from scdepth import losses
 from scdepth.geometry import depth_to_normals, sobel
-from scdepth.ops.reference import ordinal_labels
+from scdepth.losses import ordinal_labels
 
 B, H, W = 2, 48, 64
 SEEDS = 30

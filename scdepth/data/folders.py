@@ -2,16 +2,15 @@
 
 Frames that become unreadable after the up-front check (deleted or corrupted mid-run) raise
 ``UnreadableFrame`` from ``__getitem__``; with ``DataLoader`` workers it is re-raised in the
-main process and the iterator stays usable, so a trainer catches it around ``next(it)``,
-counts it and goes on. Alternatively ``TrainFolder(..., on_unreadable="skip")`` returns None
-for such a sample and ``collate_skip_unreadable`` drops it and reports ``num_skipped``.
+main process and the iterator stays usable, so the trainer catches it around ``next(it)``,
+counts the batch as skipped and goes on.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import Dataset
 
 from . import transforms as T
 from .layout import (
@@ -56,14 +55,11 @@ class TrainFolder(Dataset):
         split: str = "train",
         use_pseudo_depth: bool = True,
         seed: int | None = None,
-        on_unreadable: str = "raise",
         full_check: bool = False,
     ):
-        if on_unreadable not in ("raise", "skip"):
-            raise ValueError(f"on_unreadable must be 'raise' or 'skip', got {on_unreadable!r}")
         self.image_size = _check_size(image_size)
         self.augment, self.seed, self.epoch = augment, seed, 0
-        self.use_pseudo_depth, self.on_unreadable = use_pseudo_depth, on_unreadable
+        self.use_pseudo_depth = use_pseudo_depth
         self.scenes = validate_layout(
             root,
             split,
@@ -99,15 +95,7 @@ class TrainFolder(Dataset):
             raise UnreadableFrame(path, f"size {img.shape[:2]} differs from the scene's {size}")
         return img
 
-    def __getitem__(self, index: int):
-        try:
-            return self._item(index)
-        except UnreadableFrame:
-            if self.on_unreadable == "skip":
-                return None
-            raise
-
-    def _item(self, index: int) -> dict:
+    def __getitem__(self, index: int) -> dict:
         si, i = self.samples[index]
         scene = self.scenes[si]
         aug = self._augmentation(index)
@@ -128,17 +116,6 @@ class TrainFolder(Dataset):
                 None
             ]
         return item
-
-
-def collate_skip_unreadable(batch):
-    """DataLoader collate_fn for ``on_unreadable="skip"``: drops None items and adds
-    "num_skipped" (int tensor). Returns None when every item of the batch was unreadable."""
-    kept = [b for b in batch if b is not None]
-    if not kept:
-        return None
-    out = default_collate(kept)
-    out["num_skipped"] = torch.tensor(len(batch) - len(kept))
-    return out
 
 
 class _EvalFolder(Dataset):

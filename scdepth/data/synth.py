@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..ops.reference import ordinal_labels
+from ..losses import ordinal_labels
 from .poses import POSES_FILE, TIMES_FILE, write_poses, write_times
 from .render import render
 from .scenes import DEFAULT_DYNAMIC, DEFAULT_SIZE, PRESETS
@@ -40,7 +40,7 @@ OUTPUTS = ("training", "testing", "contact_sheet.png", "synth.json")
 # model SC-DepthV3 takes its pseudo-depth from. 1 is the model of earlier releases (0.07).
 PSEUDO_ERROR = 1.35
 # Validation scenes: best.pt and the validation curve follow them, and one 50-frame scene made
-# both follow that scene's quirks (issue 15; RESULTS.md 'Learning').
+# both follow that scene's quirks (RESULTS.md 'Learning').
 VAL_SCENES = 3
 FRAME_RATE = 10.0  # frames per second of times.txt: the presets move about 0.1 s per frame
 

@@ -9,6 +9,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..losses import ordinal_labels  # the labels the ranking loss defines
 from . import _checks
 
 MIN_Z = 1e-3  # a point is sampled only in front of the source camera (csrc/warp/warp.h kMinZ)
@@ -52,18 +53,6 @@ def inverse_warp(src, depth, pose, K):
         z.reshape(shape).to(out_dtype),
         valid.reshape(shape).to(out_dtype),
     )
-
-
-def ordinal_labels(pd_a, pd_b, tau):
-    """int8 labels of pairs with pseudo depths pd_a, pd_b (same shape), compared in float64:
-    +1 if pd_a >= (1 + tau) pd_b, -1 if pd_b >= (1 + tau) pd_a, else 0; 0 where either depth
-    is not finite or <= 0."""
-    a, b = pd_a.double(), pd_b.double()
-    one_plus_tau = 1.0 + tau
-    valid = torch.isfinite(a) & torch.isfinite(b) & (a > 0) & (b > 0)
-    one = torch.ones((), dtype=torch.int8, device=a.device)
-    label = torch.where(a >= one_plus_tau * b, one, torch.where(b >= one_plus_tau * a, -one, 0))
-    return torch.where(valid, label, 0).to(torch.int8)
 
 
 def _descending_order(s):
