@@ -212,9 +212,11 @@ class Config:
         )
         need(self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}")
         need(self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}")
+        from .ops._checks import MAX_WINDOW, MIN_WINDOW  # the kernels' range
+
         need(
-            self.ssim_window % 2 == 1 and 3 <= self.ssim_window <= 11,
-            f"ssim_window must be odd in [3, 11], got {self.ssim_window}",
+            self.ssim_window % 2 == 1 and MIN_WINDOW <= self.ssim_window <= MAX_WINDOW,
+            f"ssim_window must be odd in [{MIN_WINDOW}, {MAX_WINDOW}], got {self.ssim_window}",
         )
         need(0 < self.drr_ratio < 1, f"drr_ratio must be in (0, 1), got {self.drr_ratio}")
         need(

@@ -110,7 +110,7 @@ def test_too_few_frames(root):
         skip_frames=2,
     )
     with pytest.raises(ValueError, match="sequence_length must be odd"):
-        TrainFolder(root, sequence_length=4)
+        TrainFolder(root, image_size=(32, 32), sequence_length=4)
 
 
 def test_frame_index(root):

@@ -48,7 +48,7 @@ class TrainFolder(Dataset):
         self,
         root,
         *,
-        image_size=(128, 160),
+        image_size,
         sequence_length: int = 3,
         skip_frames: int = 1,
         augment: bool = True,
@@ -123,8 +123,8 @@ class _EvalFolder(Dataset):
     stored size, "mask" [1, h, w] bool dynamic pixels (only when every frame has one), "name"."""
 
     def __init__(self, image_size, dataset: str, records):
-        self.image_size = _check_size(image_size)
-        self.spec = get_spec(dataset)
+        self.spec = get_spec(dataset)  # image_size None: the dataset's own (specs.py)
+        self.image_size = _check_size(self.spec.image_size if image_size is None else image_size)
         self.records = records  # (name, image path, depth path, mask path or None)
         self.has_mask = all(r[3] is not None for r in records)
 
@@ -151,7 +151,7 @@ class ValFolder(_EvalFolder):
     """Frames of ``ROOT/training/<val.txt scenes>`` that have GT depth; name "<scene>/<stem>"."""
 
     def __init__(
-        self, root, *, image_size=(128, 160), dataset: str = "synthetic", full_check: bool = False
+        self, root, *, image_size=None, dataset: str = "synthetic", full_check: bool = False
     ):
         scenes = validate_layout(
             root,
@@ -176,7 +176,7 @@ class TestFolder(_EvalFolder):
     __test__ = False  # not a pytest test class
 
     def __init__(
-        self, root, *, image_size=(128, 160), dataset: str = "synthetic", full_check: bool = False
+        self, root, *, image_size=None, dataset: str = "synthetic", full_check: bool = False
     ):
         self.unscored = []  # images without GT depth, left out
         samples = validate_testing(root, full_check=full_check, unscored=self.unscored)

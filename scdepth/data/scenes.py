@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .render import Prim, rotation
+from .specs import DATASETS
 
 # Effective area in view (m^2) per mover, measured so that the share of dynamic pixels over a
 # dataset comes out near the requested dynamic_fraction (it includes time spent out of view).
@@ -360,5 +361,5 @@ def outdoor(rng, size, n_frames, dynamic_fraction, shake=0.0) -> Setup:
 
 
 PRESETS = {"indoor": indoor, "outdoor": outdoor}
-DEFAULT_SIZE = {"indoor": (128, 160), "outdoor": (128, 416)}
+DEFAULT_SIZE = {"indoor": DATASETS["synthetic"].image_size, "outdoor": (128, 416)}
 DEFAULT_DYNAMIC = {"indoor": 0.25, "outdoor": 0.1}

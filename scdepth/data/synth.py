@@ -289,7 +289,8 @@ def generate(
     files do not depend on it. Refuses a
     non-empty ``out_dir`` unless ``overwrite`` (which then replaces only what this function writes).
     """
-    image_size = tuple(int(v) for v in (image_size or DEFAULT_SIZE.get(preset, (128, 160))))
+    # an unknown preset gets no size here: the check below names the preset
+    image_size = tuple(int(v) for v in (image_size or DEFAULT_SIZE.get(preset, (0, 0))))
     if dynamic_fraction is None:
         dynamic_fraction = DEFAULT_DYNAMIC.get(preset, 0.2)
     _check_args(preset, image_size, num_scenes, frames_per_scene, dynamic_fraction, exposure_change)
