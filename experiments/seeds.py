@@ -116,11 +116,8 @@ def markdown(name: str, records: list[dict], other: tuple | None = None) -> str:
 
 
 def plot(records: list[dict], path: Path, title: str) -> bool:
-    from scdepth.plots import figure_class
+    from matplotlib.figure import Figure
 
-    Figure = figure_class(str(path.name))
-    if Figure is None:
-        return False
     fig = Figure(figsize=(6, 3.6), layout="constrained")
     ax = fig.subplots()
     for r in records:

@@ -1,31 +1,17 @@
-"""Plots drawn with matplotlib (the optional extra ``plot``): training curves here, and the
-guard that every plot (also trajectory.plot_top_view) imports matplotlib through.
+"""Training curves drawn with matplotlib.
 
-matplotlib is imported lazily and only its object-oriented API is used (no pyplot state), so
-plotting works headless and in worker processes. Without it the plots are skipped with a
-message that says how to get them; training and evaluation run the same.
+Only matplotlib's object-oriented API is used (Figure, no pyplot state), so plotting works
+headless and in worker processes.
 """
 
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
+from matplotlib.figure import Figure
+
 from .metrics import METRICS
-
-INSTALL_HINT = "pip install matplotlib, or pip install --no-build-isolation -e '.[plot]'"
-
-
-def figure_class(what: str):
-    """matplotlib's Figure, or None after printing that ``what`` needs matplotlib."""
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        print(f"{what} skipped: it needs matplotlib ({INSTALL_HINT})", file=sys.stderr)
-        return None
-    return Figure
-
 
 # depth metrics in the order of the evaluation table, then anything else alphabetically
 METRIC_ORDER = METRICS
@@ -55,10 +41,9 @@ def curve_panels(history: dict) -> list[tuple[str, list[str]]]:
 def save_curves(history: dict, path, *, epoch_size: int | None = None) -> bool:
     """Write a grid of panels (axes, step ticks, legend) of the logged curves to ``path``.
 
-    Returns False (after saying why) when matplotlib is missing or nothing was logged."""
+    Returns False when nothing was logged."""
     panels = curve_panels(history)
-    Figure = figure_class("curves.png") if panels else None
-    if Figure is None:
+    if not panels:
         return False
     cols = min(3, len(panels))
     rows = math.ceil(len(panels) / cols)

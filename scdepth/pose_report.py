@@ -22,7 +22,6 @@ def write_outputs(out: Path, results, scenes, per) -> None:
     try:
         (tmp / "pose_metrics.json").write_text(json.dumps(results, indent=2) + "\n")
         (tmp / "pose_table.md").write_text(markdown_table(results) + "\n")
-        plots = True
         for s in scenes:
             d = tmp / s.name
             d.mkdir()
@@ -32,17 +31,16 @@ def write_outputs(out: Path, results, scenes, per) -> None:
             for name, poses in aligned.items():
                 write_poses(d / f"{name}.kitti.txt", poses)
                 tj.write_tum(d / f"{name}.tum.txt", s.times, poses)
-            if plots:
-                labelled = {
-                    f"{name} (ATE {m['ate']:.3g} m, scale {m['ate_scale']:.3g})": poses
-                    for name, poses in aligned.items()
-                    for m in [per[name][s.name]]
-                }
-                title = (
-                    f"{s.name}: {len(s.frames)} frames, {tj.path_distances(s.gt)[-1]:.3g} m; "
-                    "predictions Sim(3)-aligned to the GT"
-                )
-                plots = tj.plot_top_view(d / "trajectory.png", s.gt, labelled, title)
+            labelled = {
+                f"{name} (ATE {m['ate']:.3g} m, scale {m['ate_scale']:.3g})": poses
+                for name, poses in aligned.items()
+                for m in [per[name][s.name]]
+            }
+            title = (
+                f"{s.name}: {len(s.frames)} frames, {tj.path_distances(s.gt)[-1]:.3g} m; "
+                "predictions Sim(3)-aligned to the GT"
+            )
+            tj.plot_top_view(d / "trajectory.png", s.gt, labelled, title)
         if out.exists():  # empty, or --overwrite: the old one goes only once the new is whole
             old = out.parent / f".{out.name}.old-{os.getpid()}"
             out.rename(old)

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from .data.poses import check_rigid, rotation_to_quaternion, to_homogeneous
-from .plots import figure_class
 
 # KITTI odometry devkit: segments of 100..800 m, a segment starting every 10 frames.
 KITTI_LENGTHS = (100, 200, 300, 400, 500, 600, 700, 800)
@@ -188,13 +188,9 @@ def top_view_axes(gt: np.ndarray) -> tuple[int, int]:
     return tuple(a for a in range(3) if a != up_axis)
 
 
-def plot_top_view(path, gt, preds: dict, title: str) -> bool:
+def plot_top_view(path, gt, preds: dict, title: str) -> None:
     """PNG of the GT and the aligned predicted trajectories ({label: poses [N, 4, 4]}) seen
-    from above, in metres, start and end marked. False (and nothing written, after saying
-    so once) without matplotlib."""
-    Figure = figure_class("trajectory plots")
-    if Figure is None:
-        return False
+    from above, in metres, start and end marked."""
     gt = to_homogeneous(gt)
     a, b = top_view_axes(gt)
     names = "xyz"
@@ -220,4 +216,3 @@ def plot_top_view(path, gt, preds: dict, title: str) -> bool:
     ax.legend(loc="best", fontsize=9)
     ax.set_title(title, fontsize=10)
     fig.savefig(path)
-    return True

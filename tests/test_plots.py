@@ -1,7 +1,5 @@
 """Training curves drawn with matplotlib: panels, axes, legend; a clear skip without it."""
 
-import builtins
-
 import cv2
 import pytest
 
@@ -51,17 +49,3 @@ def test_curves_are_a_grid_of_labelled_panels(tmp_path):
     abs_rel = axes[2]
     assert list(abs_rel.lines[0].get_xdata()) == [10, 20, 40]  # the NaN epoch is left out
     assert "0.25" in [t.get_text() for t in abs_rel.texts]  # values printed at the points
-
-
-def test_without_matplotlib_the_curves_are_skipped_with_a_message(tmp_path, monkeypatch, capsys):
-    real_import = builtins.__import__
-
-    def no_matplotlib(name, *args, **kwargs):
-        if name.startswith("matplotlib"):
-            raise ImportError(name)
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
-    assert not plots.save_curves(HISTORY, tmp_path / "curves.png")
-    assert not (tmp_path / "curves.png").exists()
-    assert "needs matplotlib" in capsys.readouterr().err
