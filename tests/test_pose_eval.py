@@ -1,7 +1,6 @@
 """Pose evaluation: chaining PoseNet outputs, baselines, outputs, CLI and bad input."""
 
 import json
-import sys
 
 import numpy as np
 import pytest
@@ -169,15 +168,6 @@ def test_driving_uses_kitti_rpe_with_the_short_lengths(synth, capsys):
     assert main([*argv, "--motion", "driving"]) == 0
     text = capsys.readouterr().out
     assert "rpe_t%" in text and "no segment of 10 m or more" in text  # a 1 m hand-held path
-
-
-def test_without_matplotlib_the_rest_still_runs(synth, tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # import fails
-    out = tmp_path / "o"
-    argv = ["--pose", "--baseline", "zero", "--data-root", str(synth), "--dataset", "synthetic"]
-    assert main([*argv, "--out", str(out)]) == 0
-    assert "trajectory plots skipped: it needs matplotlib" in capsys.readouterr().err
-    assert (out / "val_00/zero.tum.txt").is_file() and not (out / "val_00/trajectory.png").exists()
 
 
 def test_checkpoint_posenet_runs_and_one_without_posenet_is_refused(synth, tmp_path, capsys):
