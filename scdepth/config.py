@@ -128,8 +128,8 @@ class Config:
     # torch.compile: none | losses (the loss terms, one whole graph) | all (and the networks)
     compile: str = "none"
     # the networks' weights (and so their activations) channels-last: faster convolutions on
-    # the CPU (1.15x a step at 96x128 and at 256x832, benchmarks/RESULTS.md; not measured on
-    # a GPU, where neither layout has been); checkpoints are the same either way
+    # the CPU (measured in benchmarks/RESULTS.md; not yet on a GPU); checkpoints are the same
+    # either way
     channels_last: bool = True
     # cache (the extension's host cache keeps freed tensor memory for the next step instead
     # of mapping it anew: no page faults after the first step, scdepth/host_memory.py) |

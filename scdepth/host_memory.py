@@ -2,9 +2,9 @@
 
 glibc's malloc serves every block above its mmap threshold (at most 32 MiB) with a fresh mmap
 and unmaps it again on free, so each step maps its activations and gradients anew and the
-kernel zero-fills them page by page as they are first touched. At KITTI size (256x832,
-B = 4) a V3 step made 3.8 million page faults on the 2-core CPU and ran 1.73x slower for it
-(benchmarks/RESULTS.md, host-memory section). Turning glibc's mmap off instead
+kernel zero-fills them page by page as they are first touched: at KITTI size millions of
+page faults a step, a large slowdown on the CPU (benchmarks/RESULTS.md, host-memory
+section). Turning glibc's mmap off instead
 (mallopt M_MMAP_MAX = 0) does not do: torch's aligned blocks then fragment glibc's heap,
 which grows by a freed block's size on every repeat of an allocate-free cycle.
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png")
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
 DEPTH_EXTS = (".png", ".npy", ".npz")
 _SIGNATURES = {
     ".png": b"\x89PNG\r\n\x1a\n",
@@ -192,7 +192,7 @@ def _check_files(paths, full_check: bool, decode) -> None:
 def load_scene(path: Path, *, use_pseudo_depth: bool, full_check: bool = False) -> Scene:
     frames = list_files(path)
     if not frames:
-        raise DatasetError(f"{path}: empty scene (no .jpg or .png frames)")
+        raise DatasetError(f"{path}: empty scene (no {', '.join(IMAGE_EXTS)} frames)")
     K = read_intrinsics(path / "cam.txt")
     _check_files(frames, full_check, read_image)
     size = read_image(frames[0]).shape[:2]
@@ -289,7 +289,7 @@ def validate_testing(root, *, full_check: bool = False, unscored=None) -> list[T
         raise DatasetError(f"{color_dir}: missing (expected ROOT/testing/color/)")
     colors = list_files(color_dir)
     if not colors:
-        raise DatasetError(f"{color_dir}: no .jpg or .png images")
+        raise DatasetError(f"{color_dir}: no {', '.join(IMAGE_EXTS)} images")
     depths = match_by_stem(colors, testing / "depth", DEPTH_EXTS)
     missing = [c for c, d in zip(colors, depths, strict=True) if d is None]
     if len(missing) == len(colors):

@@ -19,7 +19,7 @@ def open_folder(source: Path, opts: SourceOptions) -> Recording:
         raise DatasetError(f"{source}: not a folder of images")
     files = sorted(list_files(source, IMAGE_EXTS), key=natural_key)
     if not files:
-        raise DatasetError(f"{source}: no .jpg or .png images")
+        raise DatasetError(f"{source}: no {', '.join(IMAGE_EXTS)} images")
     rec = Recording("folder", source, len(files), files_reader(files))
     found = intrinsics_file(source)
     if found is not None:
