@@ -33,7 +33,7 @@ from . import trajectory as tj
 from .data.layout import DatasetError, list_files, load_scene, read_image, read_scene_list
 from .data.poses import scene_poses, scene_times, to_homogeneous
 from .data.specs import DATASETS
-from .pose_metrics import SNIPPET, overall, public, scene_errors
+from .pose_metrics import RPE_DELTA, SNIPPET, overall, public, scene_errors
 from .pose_report import format_pose_table, write_outputs
 
 DRIVING = ("kitti", "ddad")  # KITTI RPE; other datasets are hand-held (per-frame RPE)
@@ -47,6 +47,7 @@ class PoseScene:
     frames: list[Path]  # after frame_index.txt
     gt: np.ndarray  # [N, 4, 4] camera-to-world, one a frame
     times: np.ndarray  # [N] seconds (times.txt), else the frame index
+    time_unit: str = "s"  # "frame" when the scene has no times.txt
 
 
 def load_pose_scene(path) -> PoseScene | None:
@@ -61,8 +62,9 @@ def load_pose_scene(path) -> PoseScene | None:
     index = {p: i for i, p in enumerate(every)}
     idx = np.array([index[f] for f in scene.frames])
     times = scene_times(path, len(every))
-    times = idx.astype(np.float64) if times is None else times[idx]
-    return PoseScene(path.name, scene.frames, gt[idx], times)
+    if times is None:
+        return PoseScene(path.name, scene.frames, gt[idx], idx.astype(np.float64), "frame")
+    return PoseScene(path.name, scene.frames, gt[idx], times[idx])
 
 
 def _listed(training: Path, lists) -> list[PoseScene]:
@@ -98,6 +100,13 @@ def pose_scenes(root, split: str = "val", scene: str | None = None) -> list[Pose
                 f"{SNIPPET}-frame snippet ATE needs at least {SNIPPET}"
             )
     return found
+
+
+def rpe_delta(scenes) -> str:
+    """The hand-held RPE's spacing in words: RPE_DELTA seconds, or frames for scenes
+    without times.txt."""
+    units = sorted({s.time_unit for s in scenes})
+    return f"{RPE_DELTA:g} {' or '.join(units)}"
 
 
 def motion_of(dataset: str, data_root) -> str:
@@ -236,12 +245,13 @@ def evaluate_poses(
                     f"{name}: non-finite pose between frames {s.frames[bad[0]].name} and "
                     f"{s.frames[bad[0] + 1].name} of scene {s.name}"
                 )
-            per[name][s.name] = scene_errors(s.gt, tj.chain(rel), motion)
+            per[name][s.name] = scene_errors(s.gt, tj.chain(rel), motion, s.times)
     results = {
         "dataset": dataset,
         "split": None if scene else split,
         "motion": motion,
         "snippet_length": SNIPPET,
+        "rpe_delta": None if motion == "driving" else rpe_delta(scenes),
         "source": source,
         "methods": {
             name: {

@@ -83,21 +83,34 @@ def _cell(m, key, fmt):
 
 
 def legend(results) -> str:
-    rpe = "RPE between consecutive frames (RMSE, m and deg)"
-    if results["motion"] == "driving":
-        lengths = next(iter(results["methods"].values()))["overall"]["rpe_lengths_m"]
-        if not lengths:
-            rpe = "KITTI RPE: no segment of 10 m or more"
-        else:
-            short = ", the short set: no 100 m segment" if min(lengths) < 100 else ""
-            rpe = (
-                f"KITTI RPE over {min(lengths)}-{max(lengths)} m segments{short} "
-                "(translation %, rotation deg/100 m)"
-            )
     return (
         f"snip_ate: {SNIPPET}-frame snippet ATE in m, mean and std over snippets (scale per "
         "snippet, sqrt(sum)/n as in SfMLearner); ate: RMSE in m after Sim(3) alignment with "
-        f"that scale (overall: mean over scenes); {rpe}, at the Sim(3) scale."
+        f"that scale (overall: mean over scenes); {rpe_legend(results)}, at the Sim(3) scale."
+    )
+
+
+def rpe_legend(results) -> str:
+    if results["motion"] != "driving":
+        return (
+            f"RPE over frame pairs {results['rpe_delta']} apart (RMSE, m and deg, as TUM's "
+            "evaluate_rpe.py --fixed_delta); pose_metrics.json also holds the consecutive-frame "
+            "RPE (rpe_consecutive_*)"
+        )
+    overall = next(iter(results["methods"].values()))["overall"]
+    if overall["rpe_lengths_m"] is None:
+        return (
+            "KITTI RPE: the scenes have different segment-length sets, which are not pooled "
+            "(overall: '-'; each set in pose_metrics.json, rpe_by_set)"
+        )
+    if not overall["rpe_by_length"]:
+        return "KITTI RPE: no segment of 10 m or more"
+    lengths = overall["rpe_lengths_m"]
+    short = ", the short set: no 100 m segment" if min(lengths) < 100 else ""
+    return (
+        f"KITTI RPE: the mean over segment lengths {min(lengths)}-{max(lengths)} m{short} of "
+        "each length's mean (translation %, rotation deg/100 m; per length in "
+        "pose_metrics.json, rpe_by_length)"
     )
 
 

@@ -145,13 +145,42 @@ def rpe_kitti(gt, pred, lengths=KITTI_LENGTHS, step: int = KITTI_STEP):
 
 
 def rpe_frames(gt, pred) -> tuple[np.ndarray, np.ndarray]:
-    """Per-frame RPE between consecutive frames: the error pose
+    """RPE between consecutive frames (depends on the frame spacing): the error pose
     inv(inv(P_i) P_i+1) (inv(G_i) G_i+1); returns (translation [N-1] in GT units,
     rotation [N-1] in degrees). ``pred`` must already carry the GT's scale."""
     gt, pred = to_homogeneous(gt), to_homogeneous(pred)
     dg = np.linalg.inv(gt[:-1]) @ gt[1:]
     dp = np.linalg.inv(pred[:-1]) @ pred[1:]
     E = np.linalg.inv(dp) @ dg
+    return np.linalg.norm(E[:, :3, 3], axis=1), np.degrees(rotation_angle(E[:, :3, :3]))
+
+
+def closest_index(sorted_values: np.ndarray, value: float) -> int:
+    """Index of the entry of an ascending array nearest to ``value`` (the earlier on a tie)."""
+    i = int(np.searchsorted(sorted_values, value))
+    if i == 0:
+        return 0
+    if i == len(sorted_values):
+        return i - 1
+    return i if sorted_values[i] - value < value - sorted_values[i - 1] else i - 1
+
+
+def rpe_time(gt, pred, times, delta: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """TUM RGB-D's RPE (evaluate_rpe.py with --fixed_delta): for every frame i, the frame j
+    whose time is nearest to t_i + delta (pairs whose j is the last frame are left out, as
+    the TUM tool does); the error pose (inv(P_i) P_j) inv(inv(G_i) G_j), in the TUM tool's
+    order, gives the translation (GT units) and the rotation (degrees) of each pair.
+    ``pred`` must carry the GT's scale."""
+    gt, pred = to_homogeneous(gt), to_homogeneous(pred)
+    times = np.asarray(times, np.float64)
+    pairs = [(i, closest_index(times, t + delta)) for i, t in enumerate(times)]
+    pairs = [(i, j) for i, j in pairs if j != len(times) - 1]
+    if not pairs:
+        return np.zeros(0), np.zeros(0)
+    a, b = (np.array(v) for v in zip(*pairs, strict=True))
+    dg = np.linalg.inv(gt[a]) @ gt[b]
+    dp = np.linalg.inv(pred[a]) @ pred[b]
+    E = dp @ np.linalg.inv(dg)
     return np.linalg.norm(E[:, :3, 3], axis=1), np.degrees(rotation_angle(E[:, :3, :3]))
 
 

@@ -85,8 +85,10 @@ def test_chaining_gt_relative_poses_recovers_the_trajectory(synth):
         split="all",
     )
     m = r["methods"]["gt"]["overall"]
-    assert m["ate"] < 1e-5 and m["ate_snippet"] < 1e-5 and m["rpe_t_m"] < 1e-5
-    assert m["rpe_r_deg"] < 1e-4
+    assert m["ate"] < 1e-5 and m["ate_snippet"] < 1e-5 and m["rpe_consecutive_t_m"] < 1e-5
+    assert m["rpe_consecutive_r_deg"] < 1e-4
+    # 8 frames at 10 fps span 0.7 s: no pair is TUM's 1 s apart
+    assert m["rpe_t_m"] is None and m["rpe_pairs"] == 0 and r["rpe_delta"] == "1 s"
     assert m["snippets"] == 2 * 4 and m["frames"] == 16
 
     # the opposite input order (or a missing inverse) is far off

@@ -218,3 +218,44 @@ def test_top_view_plot(tmp_path):
     tj.plot_top_view(tmp_path / "p.png", gt, {"posenet": gt * 1.0}, "title")
     img = cv2.imread(str(tmp_path / "p.png"))
     assert img is not None and min(img.shape[:2]) > 300 and img.std() > 5
+
+
+def test_tum_rpe_pairs_one_second_apart_by_hand():
+    """Frames at 0, 0.5, 1.1, 1.4, 2.0, 2.6 s, GT 1 m a second along x: pairs as TUM's
+    evaluate_rpe.py --fixed_delta --delta 1 forms them -- (0, 2) (1.0 s: nearest 1.1),
+    (1, 3) (1.5: nearest 1.4), (2, 4) (2.1: nearest 2.0); frames 3..5 would pair with the
+    last frame, which the tool leaves out. The prediction moves 1.5 m a second after 1.1 s."""
+    times = np.array([0, 0.5, 1.1, 1.4, 2.0, 2.6])
+    gt = np.array([pose(c=(t, 0, 0)) for t in times])
+    pred = np.array([pose(c=(min(t, 1.1) + 1.5 * max(t - 1.1, 0), 0, 0)) for t in times])
+    t, r = tj.rpe_time(gt, pred, times, delta=1.0)
+    # (0, 2): 1.1 m against 1.1; (1, 3): 1.05 against 0.9; (2, 4): 1.35 against 0.9
+    np.testing.assert_allclose(t, [0, 0.15, 0.45], atol=1e-12)
+    np.testing.assert_allclose(r, 0, atol=1e-9)
+    turned = gt.copy()
+    turned[3, :3, :3] = rot("z", np.radians(3))
+    t, r = tj.rpe_time(gt, turned, times, delta=1.0)
+    np.testing.assert_allclose(r, [0, 3, 0], atol=1e-9)
+    # the TUM tool's order, (inv(P_1) P_3) inv(inv(G_1) G_3) = [R | (I - R) 0.9 x]: the turn
+    # moves the error pose by 0.9 * 2 sin(1.5 deg) (the other order would give 0)
+    assert t[1] == pytest.approx(0.9 * 2 * np.sin(np.radians(1.5)), rel=1e-9)
+    assert tj.rpe_time(gt[:3], pred[:3], times[:3])[0].size == 0  # nothing 1 s apart
+
+
+def test_kitti_rpe_rows_per_length_and_no_mixing_of_length_sets():
+    from scdepth.pose_metrics import kitti_rpe, overall, scene_errors
+
+    t = np.array([0.1, 0.3, 0.2])
+    r = np.radians(np.array([0.01, 0.03, 0.05]))
+    m = kitti_rpe(t, r, np.array([10.0, 10.0, 20.0]))
+    assert m["rpe_by_length"]["10"] == pytest.approx({"t_pct": 20, "r_deg_100m": 2, "segments": 2})
+    assert m["rpe_by_length"]["20"]["t_pct"] == pytest.approx(20.0)
+    # the mean over lengths, each length weighing the same: (20 + 20) / 2, (2 + 5) / 2
+    assert m["rpe_t_pct"] == pytest.approx(20.0) and m["rpe_r_deg_100m"] == pytest.approx(3.5)
+    short = np.array([pose(c=(0, 0, z)) for z in range(31)])  # 30 m: the 10..50 m set
+    long = np.array([pose(c=(0, 0, 5 * z)) for z in range(40)])  # 195 m: 100..800 m
+    rows = {n: scene_errors(g, g * 1.0, "driving") for n, g in (("s", short), ("l", long))}
+    mixed = overall(rows, "driving")
+    assert mixed["rpe_t_pct"] is None and set(mixed["rpe_by_set"]) == {"10-50 m", "100-800 m"}
+    one = overall({"s": rows["s"]}, "driving")
+    assert one["rpe_lengths_m"] == list(tj.SHORT_LENGTHS) and one["rpe_t_pct"] < 1e-9
