@@ -11,7 +11,8 @@ the last epoch), OUT/seeds.md (tables) and OUT/seeds.png (validation abs_rel per
 
 With --compare OTHER, the table also holds OTHER's figures, and a difference in a metric's
 mean counts as one only when it exceeds the larger of the two standard deviations; smaller
-ones are reported as "no difference" (claims in the README follow that rule).
+ones are reported as "no difference" (every learning claim in the docs and RESULTS.md
+follows that rule).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SC-Depth V1 against SC-DepthV2 on the synthetic indoor preset with strong hand-held rotation
-# (README: "SC-DepthV2 against SC-Depth V1 under hand-held rotation"). Both runs use the same
+# (benchmarks/RESULTS.md: "SC-DepthV2 against SC-Depth V1 under hand-held rotation"). Both runs use the same
 # data, seed, image size and schedule; only `method` differs. Run from the repository root:
 #
 #   experiments/v2_compare.sh                 # ~10 min per run on an idle 2-core CPU

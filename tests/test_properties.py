@@ -335,7 +335,7 @@ def test_property_photometric_error(
         return
     # Finite, and the float64 reference on the same values (16-bit types: within their
     # rounding; float32: within the cancellation of σ² = E[x²] - μ² against C2 in flat
-    # windows, see the README).
+    # windows, see docs/kernels.md).
     as64 = [t.double() if isinstance(t, torch.Tensor) else t for t in args]
     exact = photometric_run(reference.photometric_error, *as64)
     ours = (photo, l1, *grads)

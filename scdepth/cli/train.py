@@ -5,7 +5,7 @@
 
 With no arguments: SC-DepthV3 on the synthetic indoor dataset (generated on first use), on
 the GPU when there is one; at the end the test split is evaluated and the table printed.
-Under torchrun it trains with DistributedDataParallel (see the README).
+Under torchrun it trains with DistributedDataParallel (see docs/cluster.md).
 """
 
 from __future__ import annotations
