@@ -104,8 +104,13 @@ def load(path, map_location="cpu"):
         raise CheckpointError(
             f"checkpoint {path} is truncated, corrupt or not a scdepth checkpoint ({e})"
         ) from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
+    if not isinstance(state, dict) or "format" not in state:
         raise CheckpointError(f"checkpoint {path} is not a scdepth checkpoint ({FORMAT})")
+    if state["format"] != FORMAT:
+        raise CheckpointError(
+            f"checkpoint {path} was written as {state['format']!r}; this version of scdepth "
+            f"reads {FORMAT!r}"
+        )
     return state
 
 

@@ -303,6 +303,15 @@ def load(path=None, overrides=()) -> Config:
     return cfg.validate()
 
 
+def keys_set(path=None, overrides=()) -> set[str]:
+    """The keys that the YAML file `path` and the `key=value` overrides set (as `load` reads
+    them; call it after `load` succeeded)."""
+    keys = {item.split("=", 1)[0].strip() for item in overrides}
+    if path is not None:
+        keys |= set(yaml.safe_load(Path(path).read_text()) or {})
+    return keys
+
+
 def to_dict(cfg: Config) -> dict:
     d = dataclasses.asdict(cfg)
     d["image_size"] = list(cfg.image_size)

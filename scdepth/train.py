@@ -2,6 +2,7 @@
 -- building the networks, the learning rate, mixed precision, and the final evaluation of
 the best checkpoint. The command is scdepth/cli/train.py."""
 
+import contextlib
 import json
 import math
 import os
@@ -15,7 +16,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from . import checkpoint, config, host_memory, plots, pose_eval
+from . import checkpoint, config, host_memory, plots, pose_eval, run_control
 from .data.folders import TrainFolder
 from .data.layout import UnreadableFrame
 from .data.loader import make_loader, to_device
@@ -41,6 +42,45 @@ def selection_score(best_metric: str, metrics: dict, step: int) -> float:
 
 class TrainingError(RuntimeError):
     pass
+
+
+class TrainingStopped(Exception):
+    """SIGTERM ended the run after saving last.pt at the current step."""
+
+
+# settings a resumed run may change (how it runs, not what it learns); epochs: train longer
+RESUME_MAY_CHANGE = (
+    "epochs", "device", "backend", "num_workers", "compile", "host_memory", "log_every",
+    "checkpoint_every", "max_bad_steps", "sheet_frames", "val_max_frames", "deterministic",
+)  # fmt: skip
+
+
+def resumed_config(state, asked, explicit, path):
+    """The config a resume continues with: the checkpoint's, with the RESUME_MAY_CHANGE keys
+    the command set (`explicit`; epochs always from `asked`). TrainingError naming each key
+    the command set to another value than the checkpoint's; CheckpointError for a config
+    this version cannot read."""
+    try:
+        saved = config.from_dict(state["config"])
+    except ValueError as e:
+        raise checkpoint.CheckpointError(
+            f"checkpoint {path} holds a config this version of scdepth cannot read ({e})"
+        ) from None
+    explicit = set(explicit or ()) | {"epochs"}
+    differ = [
+        f"{k}: the checkpoint has {getattr(saved, k)!r}, the command asks {getattr(asked, k)!r}"
+        for k in sorted(explicit - set(RESUME_MAY_CHANGE))
+        if getattr(saved, k) != getattr(asked, k)
+    ]
+    if differ:
+        raise TrainingError(
+            f"--resume of {path} refused, the run would change what it learns: "
+            + "; ".join(differ)
+            + " (start a new --out, or drop these settings)"
+        )
+    for k in explicit & set(RESUME_MAY_CHANGE):
+        setattr(saved, k, getattr(asked, k))
+    return saved.validate()
 
 
 @dataclass
@@ -116,15 +156,21 @@ def finite_flags(total, params, dist):
     return flags
 
 
-def train(cfg, out_dir, *, resume=False, progress=True):
-    """Trains, writing checkpoints, logs and pictures into out_dir (rank 0 only)."""
+def train(cfg, out_dir, *, resume=False, progress=True, explicit=None):
+    """Trains, writing checkpoints, logs and pictures into out_dir (rank 0 only), which no
+    other run may use meanwhile. explicit: the config keys the user set (a resume checks
+    them against the checkpoint's, see resumed_config)."""
     dist = Dist.setup(cfg.device)
     before = torch.are_deterministic_algorithms_enabled()
     before_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     set_deterministic(cfg.deterministic, dist.device)
     try:
-        with host_memory.caching(cfg.host_memory == "cache"):
-            return Trainer(cfg, Path(out_dir), dist, resume, progress and dist.is_main).run()
+        lock = run_control.output_lock(out_dir) if dist.is_main else contextlib.nullcontext()
+        with lock, host_memory.caching(cfg.host_memory == "cache"):
+            trainer = Trainer(cfg, Path(out_dir), dist, resume, progress and dist.is_main, explicit)
+            return trainer.run()
+    except run_control.FolderInUse as e:
+        raise TrainingError(str(e)) from None
     finally:
         torch.use_deterministic_algorithms(before, warn_only=before_warn)
         dist.close()
@@ -153,14 +199,12 @@ class Trainer:
     log_every - 1 steps late (steps after the streak are taken or skipped as usual, and no
     checkpoint is written before the notice)."""
 
-    def __init__(self, cfg, out, dist, resume, progress):
+    def __init__(self, cfg, out, dist, resume, progress, explicit=None):
         self.out, self.dist, self.progress = out, dist, progress
         self.last, self.best_path = out / "last.pt", out / "best.pt"
         state = self._prepare_output(resume)
         if state is not None:
-            saved = config.from_dict(state["config"])
-            saved.epochs = cfg.epochs  # the one setting a resume may change: train longer
-            cfg = saved.validate()
+            cfg = resumed_config(state, cfg, explicit, self.last)
         self.cfg, self.device = cfg, dist.device
         torch.manual_seed(cfg.seed)
         if dist.is_main:
@@ -182,6 +226,7 @@ class Trainer:
             self.device.type, enabled=self.amp_dtype is torch.float16
         )
         self.step, self.best, self.history = 0, math.inf, {}
+        self.stop_request, self.saved_step = run_control.StopRequest(), None
         self.skipped = {"unreadable": 0, "non_finite": 0}
         self.bad_in_a_row, self.total_steps = 0, cfg.epochs * cfg.epoch_size
         if state is not None:
@@ -212,6 +257,7 @@ class Trainer:
                 checkpoint.load_weights(getattr(self, key), state, key, self.last)
         self.optim.load_state_dict(state["optimizer"])
         self.step, self.best, self.skipped = state["step"], state["best"], dict(state["skipped"])
+        self.saved_step = self.step
         self.history.update({k: [tuple(p) for p in v] for k, v in state["history"].items()})
         if self.dist.is_main:
             print(f"resuming {self.last} at step {self.step}", file=sys.stderr)
@@ -229,8 +275,22 @@ class Trainer:
         loader = make_loader(self.train_set, self.cfg, self.dist.rank, self.step, self.device)
         batches = iter(loader)
         try:
-            while self.step < self.total_steps:
-                self.epoch(batches)
+            with run_control.sigterm_requests() as self.stop_request:
+                while self.step < self.total_steps:
+                    self.epoch(batches)
+        except RuntimeError as e:
+            if "DataLoader worker" not in str(e):
+                raise
+            kept = (
+                f"--resume continues from {self.last} (step {self.saved_step}) exactly as "
+                "the run would have"
+                if self.saved_step is not None
+                else "no checkpoint was written yet"
+            )
+            raise TrainingError(
+                f"a data-loading worker died ({e}); the usual cause is the out-of-memory "
+                f"killer: lower num_workers or batch_size. {kept}"
+            ) from None
         finally:
             del batches  # stops the loader's workers
             self.bar.close()
@@ -255,10 +315,22 @@ class Trainer:
                 self.sync()  # a streak of bad steps stops the run before it is saved
                 if self.dist.is_main:
                     self.save(self.last)
+            if not self.dist.all_true(not self.stop_request.requested):
+                self.stop()
         self.sync()
         if self.dist.is_main:
             self.validate(epoch)
         self.dist.barrier()
+
+    def stop(self):
+        """SIGTERM (on any rank): last.pt at the current step, then TrainingStopped."""
+        self.sync()
+        if self.dist.is_main:
+            self.save(self.last)
+        self.dist.barrier()
+        raise TrainingStopped(
+            f"stopped by SIGTERM at step {self.step}; saved {self.last}: --resume continues"
+        )
 
     def next_batch(self, batches):
         """The next batch on the device; None (the step is skipped and counted) when a frame
@@ -368,6 +440,8 @@ class Trainer:
             },
             path,
         )
+        if path == self.last:
+            self.saved_step = self.step
 
     def finish(self):
         """Rank 0: the curves, the skip count, the test split's and the poses' evaluation."""

@@ -11,11 +11,12 @@ Under torchrun it trains with DistributedDataParallel (see docs/cluster.md).
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from .. import checkpoint, config
 from ..models.encoder import PretrainedUnavailable
-from ..train import TrainingError, train
+from ..train import TrainingError, TrainingStopped, train
 from .common import add_device, add_progress
 
 
@@ -54,7 +55,11 @@ def main(argv=None):
             overrides.append(f"{key}={value}")
     try:
         cfg = config.load(a.config, overrides)
-        train(cfg, a.out, resume=a.resume, progress=not a.no_progress)
+        explicit = config.keys_set(a.config, overrides)
+        train(cfg, a.out, resume=a.resume, progress=not a.no_progress, explicit=explicit)
+    except TrainingStopped as e:
+        print(f"scdepth-train: {e}", file=sys.stderr)
+        return 128 + signal.SIGTERM  # as a process ended by the signal reports it
     except (ValueError, TrainingError, checkpoint.CheckpointError, PretrainedUnavailable) as e:
         print(f"scdepth-train: error: {e}", file=sys.stderr)
         return 2
