@@ -155,3 +155,27 @@ def load_pose_model(path, device="cpu"):
         rectify_net = RectifyNet(18, rotation_scale=scale)
         rectify_net = load_weights(rectify_net, state, "rectify_net", path).to(device).eval()
     return net.to(device).eval(), tuple(cfg.image_size), rectify_net
+
+
+def init_networks(path, nets):
+    """Loads into each network of `nets` ({"depth_net": DepthNet, "pose_net": ..., None
+    values skipped) the weights that checkpoint `path` (scdepth-train's or
+    scdepth-import-weights') holds for it: the start of a fine-tuning run (config
+    init_from). Returns the names loaded; the networks it holds no weights for keep theirs.
+    CheckpointError when it holds no depth network, or one that does not fit."""
+    state = load(path)
+    if not {"config", "depth_net"} <= set(state):
+        raise CheckpointError(f"init_from {path}: holds no depth network")
+    theirs = from_dict(state["config"]).resnet_layers
+    ours = 50 if nets["depth_net"].encoder.channels[-1] == 2048 else 18
+    if theirs != ours:
+        raise CheckpointError(
+            f"init_from {path}: its DepthNet is ResNet-{theirs}, this run's resnet_layers is "
+            f"{ours}; set resnet_layers: {theirs}"
+        )
+    loaded = []
+    for key, net in nets.items():
+        if net is not None and key in state:
+            load_weights(net, state, key, path)
+            loaded.append(key)
+    return loaded

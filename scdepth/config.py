@@ -83,6 +83,10 @@ class Config:
     pretrained: str = (
         "none"  # none | imagenet (torchvision weights, needs them cached or a network)
     )
+    # a checkpoint (scdepth-train's, or public weights through scdepth-import-weights) whose
+    # networks start the run instead of `pretrained`; those it lacks start as `pretrained`
+    # says. Only the weights are taken: this config holds for everything else ("": none)
+    init_from: str = ""
     # optimisation
     lr: float = 1e-4
     # cosine (default: lr to 0 over the run; the validation curve settles, RESULTS.md) |
@@ -202,6 +206,10 @@ class Config:
         ):
             need(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         need(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        need(
+            isinstance(self.init_from, str) and self.init_from == self.init_from.strip(),
+            f"init_from must be a checkpoint path (or empty), got {self.init_from!r}",
+        )
         need(
             self.pose_rotation_scale > 0,
             f"pose_rotation_scale must be > 0, got {self.pose_rotation_scale}",

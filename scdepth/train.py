@@ -127,10 +127,11 @@ def learning_rate(cfg, step, total_steps):
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(done, 1.0)))
 
 
-def build(cfg, device):
-    """DepthNet, PoseNet, RectifyNet (SC-DepthV2; else None) and one Adam over all of them.
-    Adam is the fused one: it takes a device flag (found_inf) that skips its whole step, so
-    a bad step is skipped without the host reading the flag."""
+def build(cfg, device, init=True):
+    """DepthNet, PoseNet, RectifyNet (SC-DepthV2; else None) and one Adam over all of them,
+    the networks started from cfg.init_from's weights when `init` (a new run; a resumed one
+    takes last.pt's). Adam is the fused one: it takes a device flag (found_inf) that skips
+    its whole step, so a bad step is skipped without the host reading the flag."""
     imagenet = cfg.pretrained == "imagenet"
     depth_net = DepthNet(cfg.resnet_layers, pretrained=imagenet).to(device)
     scale = cfg.pose_rotation_scale
@@ -138,6 +139,10 @@ def build(cfg, device):
     rectify_net = None
     if cfg.method == "sc_depth_v2":
         rectify_net = RectifyNet(18, pretrained=imagenet, rotation_scale=scale).to(device)
+    if init and cfg.init_from:
+        named = {"depth_net": depth_net, "pose_net": pose_net, "rectify_net": rectify_net}
+        loaded = checkpoint.init_networks(cfg.init_from, named)
+        print(f"init_from {cfg.init_from}: {', '.join(loaded)}", file=sys.stderr)
     nets = [n for n in (depth_net, pose_net, rectify_net) if n is not None]
     prepare_networks(cfg, *nets)  # channels_last, compile: all (losses: cfg.compile)
     params = [p for n in nets for p in n.parameters()]
@@ -220,7 +225,8 @@ class Trainer:
         )
         self.validator = Validator(cfg) if dist.is_main else None
         self.ops = get_backend(cfg.backend)
-        self.depth_net, self.pose_net, self.rectify_net, self.optim = build(cfg, self.device)
+        nets = build(cfg, self.device, init=state is None)
+        self.depth_net, self.pose_net, self.rectify_net, self.optim = nets
         self.amp_dtype = amp_dtype(cfg.amp, self.device)
         self.scaler = torch.amp.GradScaler(
             self.device.type, enabled=self.amp_dtype is torch.float16
