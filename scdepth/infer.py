@@ -6,6 +6,9 @@ reflection to (H, W) and run through the DepthNet; the padding is cut off the pr
 which is resized (bilinear) to the frame's own resolution. Depth is in the network's unit:
 a self-supervised model's depth is right up to one unknown scale (about constant over a
 video), so median-scale it against GT (as scdepth-eval does) before reading it as metres.
+
+With intrinsics, --ply writes a coloured point cloud per frame and --fuse one cloud of the
+whole video placed by the PoseNet's poses (scdepth/clouds.py says how, and in what unit).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import os
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -22,7 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import checkpoint
+from . import checkpoint, clouds
 from .data import transforms as T
 from .data.layout import IMAGE_EXTS, list_files
 from .data.sources.common import read_bgr
@@ -67,17 +70,37 @@ class Fit:
             f"depth written at {w}x{h} (sizes W x H)"
         )
 
+    def resized(self, rgb) -> np.ndarray:
+        """uint8 RGB [h, w, 3] -> the frame resized to `inner`, before padding."""
+        return T.apply(rgb, self.inner, T.Augmentation())
+
     def to_input(self, rgb) -> torch.Tensor:
         """uint8 RGB [h, w, 3] -> normalised [3, H, W]."""
-        img = T.apply(rgb, self.inner, T.Augmentation())
-        return T.to_tensor(cv2.copyMakeBorder(img, *self.pad, cv2.BORDER_REFLECT_101))
+        img = cv2.copyMakeBorder(self.resized(rgb), *self.pad, cv2.BORDER_REFLECT_101)
+        return T.to_tensor(img)
+
+    def crop(self, depth) -> np.ndarray:
+        """Network depth [H, W] -> its `inner` part [ih, iw] (padding cut)."""
+        top, _, left, _ = self.pad
+        return depth[top : top + self.inner[0], left : left + self.inner[1]]
 
     def to_frame(self, depth) -> np.ndarray:
         """Network depth [H, W] -> depth [h, w] of the frame (padding cut, bilinear)."""
-        top, _, left, _ = self.pad
-        inner = depth[top : top + self.inner[0], left : left + self.inner[1]]
         h, w = self.frame
-        return cv2.resize(np.ascontiguousarray(inner), (w, h), interpolation=cv2.INTER_LINEAR)
+        inner = np.ascontiguousarray(self.crop(depth))
+        return cv2.resize(inner, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+@dataclass
+class Prediction:
+    """One frame's result, as every output takes it."""
+
+    name: str
+    rgb: np.ndarray  # the frame, uint8 RGB [h, w, 3]
+    fit: Fit
+    net_depth: np.ndarray  # the network's output [H, W], padding included
+    depth: np.ndarray  # at the frame's resolution [h, w]
+    colour: np.ndarray  # colour-mapped depth, BGR [h, w, 3]
 
 
 @dataclass
@@ -87,6 +110,7 @@ class Frames:
     frames: object  # iterator of (name, uint8 RGB [h, w, 3])
     count: int | None
     fps: float
+    names: list[str] | None = None  # a folder's, known before reading
 
 
 def open_frames(source) -> Frames:
@@ -97,7 +121,7 @@ def open_frames(source) -> Frames:
         paths = list_files(source, IMAGE_EXTS)
         if not paths:
             raise ValueError(f"{source} holds no images ({', '.join(sorted(IMAGE_EXTS))})")
-        return Frames(_folder_frames(paths), len(paths), FOLDER_FPS)
+        return Frames(_folder_frames(paths), len(paths), FOLDER_FPS, [p.stem for p in paths])
     if not source.is_file():
         raise ValueError(f"{source} is neither an image folder nor a video file")
     cap = cv2.VideoCapture(str(source))
@@ -128,25 +152,24 @@ def _video_frames(source, cap):
         raise ValueError(f"{source} has no readable frames")
 
 
-class DepthFolder:
-    """<name>.npy (depth [h, w] float32) and <name>.png (colour-mapped) written into a hidden
-    temporary folder beside `out`, moved into `out` only when every frame is done."""
+class StagedFolder:
+    """Files written into a hidden temporary folder beside `out`, moved into `out` only when
+    every frame is done (`option` names the command-line option in errors)."""
 
-    def __init__(self, out, overwrite):
+    def __init__(self, out, overwrite, option="--out"):
         self.out = Path(out)
         if self.out.exists() and not self.out.is_dir():
-            raise ValueError(f"--out {self.out} exists and is not a folder")
+            raise ValueError(f"{option} {self.out} exists and is not a folder")
         if self.out.is_dir() and any(self.out.iterdir()) and not overwrite:
             raise ValueError(
-                f"--out {self.out} is not empty; choose another folder or pass --overwrite "
+                f"{option} {self.out} is not empty; choose another folder or pass --overwrite "
                 "(files of the same name are replaced, others kept)"
             )
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = Path(tempfile.mkdtemp(dir=self.out.parent, prefix=f".{self.out.name}.part-"))
 
-    def write(self, name, rgb, depth, colour):
-        np.save(self.tmp / f"{name}.npy", depth)
-        cv2.imwrite(str(self.tmp / f"{name}.png"), colour)
+    def write_bytes(self, name, data: bytes):
+        (self.tmp / name).write_bytes(data)
 
     def finish(self):
         self.out.mkdir(exist_ok=True)
@@ -156,6 +179,14 @@ class DepthFolder:
 
     def discard(self):
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class DepthFolder(StagedFolder):
+    """<name>.npy (depth [h, w] float32) and <name>.png (colour-mapped) per frame."""
+
+    def write(self, p: Prediction):
+        np.save(self.tmp / f"{p.name}.npy", p.depth)
+        cv2.imwrite(str(self.tmp / f"{p.name}.png"), p.colour)
 
 
 class SideBySide:
@@ -189,12 +220,12 @@ class SideBySide:
         note = "" if (vh, vw) == (h, w) else f", each half resized from {w}x{h}"
         self.log(f"video {self.path}: {2 * vw}x{vh} at {self.fps:g} fps (frame | depth{note})")
 
-    def write(self, name, rgb, depth, colour):
+    def write(self, p: Prediction):
         if self.writer is None:
-            self._open(*rgb.shape[:2])
+            self._open(*p.rgb.shape[:2])
         vh, vw = self.size
-        halves = [cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), colour]
-        if rgb.shape[:2] != (vh, vw):
+        halves = [cv2.cvtColor(p.rgb, cv2.COLOR_RGB2BGR), p.colour]
+        if p.rgb.shape[:2] != (vh, vw):
             halves = [cv2.resize(x, (vw, vh), interpolation=cv2.INTER_AREA) for x in halves]
         self.writer.write(np.concatenate(halves, 1))
         self.frames += 1
@@ -220,6 +251,7 @@ def run(
     out_dir=None,
     *,
     video_out=None,
+    points: clouds.PointOptions | None = None,
     size=None,
     fps=None,
     overwrite=False,
@@ -227,41 +259,72 @@ def run(
     progress=True,
     log=_stderr,
 ):
-    """Depth of every frame of `source` into `out_dir` and/or a side-by-side `video_out`;
-    `size` (H, W) is the network input (default: the checkpoint's training size).
-    Returns the number of frames."""
-    if out_dir is None and video_out is None:
-        raise ValueError("give --out (depth maps) or --video-out (a video), or both")
+    """Depth of every frame of `source` into `out_dir`, a side-by-side `video_out` and, with
+    `points`, point clouds (clouds.PointOptions: --ply, --fuse); `size` (H, W) is the
+    network input (default: the checkpoint's training size). Returns the number of frames."""
+    wants_points = points is not None and bool(points.ply_dir or points.fuse)
+    if out_dir is None and video_out is None and not wants_points:
+        raise ValueError(
+            "give --out (depth maps), --video-out (a video), --ply or --fuse (point clouds)"
+        )
     net_size = None if size is None else check_size(size)
     src = open_frames(source)
     if fps is not None and not fps > 0:
         raise ValueError(f"--fps must be > 0, got {fps}")
+    points = _resolve_points(points, source, src, overwrite) if wants_points else None
     model, train_size = checkpoint.load_depth_model(checkpoint_path, device)
-    net_size = net_size or train_size
     sinks = []
     try:
-        if out_dir is not None:
-            sinks.append(DepthFolder(out_dir, overwrite))
-        if video_out is not None:
-            sinks.append(SideBySide(video_out, fps or src.fps, overwrite, log))
-        n, fit = 0, None
-        bar = tqdm(
-            src.frames, total=src.count, desc="scdepth-infer", unit="frame", disable=not progress
-        )
-        for name, rgb in bar:
-            if fit is None or fit.frame != rgb.shape[:2]:
-                fit = Fit.of(rgb.shape[:2], net_size)
-                log(fit.describe())
-            x = fit.to_input(rgb)[None].to(device)
-            depth = fit.to_frame(model(x)[0, 0].float().cpu().numpy())
-            colour = depth_to_bgr(depth)
-            for sink in sinks:
-                sink.write(name, rgb, depth, colour)
-            n += 1
+        _open_sinks(sinks, out_dir, video_out, points, fps or src.fps, overwrite, log)
+        if points is not None and points.fuse:
+            pose_model = checkpoint.load_pose_model(checkpoint_path, device)
+            sinks.append(clouds.FusedCloud(points.fuse, overwrite, points, pose_model, device, log))
+        n = _predict(model, src, net_size or train_size, sinks, device, progress, log)
         for sink in sinks:
             sink.finish()
     except BaseException:
         for sink in sinks:
             sink.discard()
         raise
+    return n
+
+
+def _resolve_points(points, source, src, overwrite) -> clouds.PointOptions:
+    """The intrinsics (the options' or the folder's) and units (--scale, else GT median
+    scaling where the folder has GT for every frame), checked before any network runs."""
+    if points.fuse:
+        clouds.check_fuse_path(Path(points.fuse), overwrite)
+    camera = points.camera or clouds.camera_of(source)
+    gt = None if points.scale is not None else clouds.gt_depth_of(source, src.names)
+    return replace(points, camera=camera, units=clouds.Units(points.scale, gt))
+
+
+def _open_sinks(sinks, out_dir, video_out, points, fps, overwrite, log) -> None:
+    """Appends the outputs asked for to `sinks` (one at a time, so that a failure leaves the
+    ones opened before it in the list, to be discarded)."""
+    if out_dir is not None:
+        sinks.append(DepthFolder(out_dir, overwrite))
+    if video_out is not None:
+        sinks.append(SideBySide(video_out, fps, overwrite, log))
+    if points is not None and points.ply_dir:
+        staged = StagedFolder(points.ply_dir, overwrite, "--ply")
+        sinks.append(clouds.PointFolder(staged, points, log))
+
+
+def _predict(model, src, net_size, sinks, device, progress, log) -> int:
+    """Runs the DepthNet on every frame and hands each Prediction to every sink."""
+    n, fit = 0, None
+    bar = tqdm(
+        src.frames, total=src.count, desc="scdepth-infer", unit="frame", disable=not progress
+    )
+    for name, rgb in bar:
+        if fit is None or fit.frame != rgb.shape[:2]:
+            fit = Fit.of(rgb.shape[:2], net_size)
+            log(fit.describe())
+        net_depth = model(fit.to_input(rgb)[None].to(device))[0, 0].float().cpu().numpy()
+        depth = fit.to_frame(net_depth)
+        prediction = Prediction(name, rgb, fit, net_depth, depth, depth_to_bgr(depth))
+        for sink in sinks:
+            sink.write(prediction)
+        n += 1
     return n
