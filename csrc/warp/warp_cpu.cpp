@@ -1,10 +1,7 @@
 // CPU kernels of inverse_warp. Forward and the depth/pose gradients run parallel over image
-// rows; the source-gradient scatter runs parallel over images or channel planes, so no two
-// threads write the same plane and the result is deterministic. Each row is first projected
-// in a tight loop the compiler vectorises, apart from the gathers and scatters that would
-// stop it. The scatter of a row runs corner by corner (RowCorners): neighbouring pixels share
-// corners, so scattering a pixel's four corners in turn makes each add wait for the previous
-// pixel's store to the same cell; one corner at a time, consecutive adds touch distinct cells.
+// rows; the source-gradient scatter runs parallel over channel planes, so no two threads
+// write the same plane and the result is deterministic. Each row is first projected in a
+// tight loop the compiler vectorises, apart from the gathers and scatters that would stop it.
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
@@ -54,48 +51,6 @@ class RowProjection {
  private:
   std::vector<T> u_, v_, z_;
   const S* depth_ = nullptr;
-};
-
-// The bilinear corners of every pixel of one row (structure of arrays), kept between the
-// gathering pass and the scatter passes over the row.
-template <typename T>
-class RowCorners {
- public:
-  explicit RowCorners(int64_t W) : any_(W) {
-    for (int k = 0; k < 4; ++k) {
-      off_[k].resize(W);
-      w_[k].resize(W);
-      in_[k].resize(W);
-    }
-  }
-
-  void set(int64_t u, const Corners<T>& c) {
-    any_[u] = c.any;
-    for (int k = 0; k < 4; ++k) {
-      off_[k][u] = c.off[k];
-      w_[k][u] = c.w[k];
-      in_[k][u] = c.in[k];
-    }
-  }
-
-  // plane[corner k of pixel u] += w_k * grad[u] for every pixel with any corner inside.
-  template <typename S>
-  void scatter(T* __restrict__ plane, const S* __restrict__ grad) const {
-    const int64_t W = static_cast<int64_t>(any_.size());
-    for (int k = 0; k < 4; ++k) {
-      const int64_t* off = off_[k].data();
-      const T* w = w_[k].data();
-      const uint8_t* in = in_[k].data();
-      for (int64_t u = 0; u < W; ++u) {
-        if (in[u]) plane[off[u]] += w[u] * static_cast<T>(grad[u]);
-      }
-    }
-  }
-
- private:
-  std::vector<int64_t> off_[4];
-  std::vector<T> w_[4];
-  std::vector<uint8_t> in_[4], any_;
 };
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cpu(const at::Tensor& src_,
@@ -171,8 +126,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cpu(
       T* gs = need_src_grad ? grad_src.mutable_data_ptr<T>() : nullptr;
       // One row of image b: depth and pose gradients (pose summed into pose_rows), and, when
       // `scatter`, the source gradient of all channels.
-      auto row_backward = [&](RowProjection<T, scalar_t>& proj, RowCorners<T>& cells, int64_t b,
-                              int64_t v, bool scatter) {
+      auto row_backward = [&](RowProjection<T, scalar_t>& proj, int64_t b, int64_t v,
+                              bool scatter) {
         const int64_t first = b * HW + v * W;
         const auto p = make_params<T>(Kp + 9 * b, P + 12 * b);
         proj.compute(p, d + first, v);
@@ -181,29 +136,29 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cpu(
           const auto q = proj[u];
           T gu = T(0), gv = T(0);
           const auto c = corners(q, H, W);
-          if (scatter) cells.set(u, c);
           for (int64_t ch = 0; c.any && ch < C; ++ch) {
             const int64_t plane = (b * C + ch) * HW;
-            sample_grad_uv(s + plane, c, static_cast<T>(g[plane + v * W + u]), gu, gv);
+            const T go = static_cast<T>(g[plane + v * W + u]);
+            sample_grad_uv(s + plane, c, go, gu, gv);
+            if (scatter) {
+              for (int k = 0; k < 4; ++k) {
+                if (c.in[k]) gs[plane + c.off[k]] += c.w[k] * go;
+              }
+            }
           }
           gd[first + u] = static_cast<scalar_t>(backprop_pixel(
               p, q, static_cast<T>(d[first + u]), T(u), T(v), gu, gv,
               static_cast<T>(gzp[first + u]), gpose));
         }
         std::copy(gpose, gpose + 12, prow + 12 * (b * H + v));
-        for (int64_t ch = 0; scatter && ch < C; ++ch) {
-          const int64_t plane = (b * C + ch) * HW;
-          cells.scatter(gs + plane, g + plane + v * W);
-        }
       };
       if (B >= at::get_num_threads()) {
         // Enough images for every thread: one pass, an image per task, so that the scatter
         // into the source gradient has a single writer.
         at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
           RowProjection<T, scalar_t> proj(W);
-          RowCorners<T> cells(W);
           for (int64_t b = begin; b < end; ++b) {
-            for (int64_t v = 0; v < H; ++v) row_backward(proj, cells, b, v, need_src_grad);
+            for (int64_t v = 0; v < H; ++v) row_backward(proj, b, v, need_src_grad);
           }
         });
         return;
@@ -212,22 +167,25 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cpu(
       // the source gradient (each plane has a single writer).
       at::parallel_for(0, B * H, row_grain(W), [&](int64_t begin, int64_t end) {
         RowProjection<T, scalar_t> proj(W);
-        RowCorners<T> unused(0);
-        for (int64_t row = begin; row < end; ++row) {
-          row_backward(proj, unused, row / H, row % H, false);
-        }
+        for (int64_t row = begin; row < end; ++row) row_backward(proj, row / H, row % H, false);
       });
       if (!need_src_grad) return;
       at::parallel_for(0, B * C, 1, [&](int64_t begin, int64_t end) {
         RowProjection<T, scalar_t> proj(W);
-        RowCorners<T> cells(W);
         for (int64_t bc = begin; bc < end; ++bc) {
           const int64_t b = bc / C;
           const auto p = make_params<T>(Kp + 9 * b, P + 12 * b);
+          T* plane = gs + bc * HW;
           for (int64_t v = 0; v < H; ++v) {
             proj.compute(p, d + b * HW + v * W, v);
-            for (int64_t u = 0; u < W; ++u) cells.set(u, corners(proj[u], H, W));
-            cells.scatter(gs + bc * HW, g + bc * HW + v * W);
+            for (int64_t u = 0; u < W; ++u) {
+              const T go = static_cast<T>(g[bc * HW + v * W + u]);
+              const auto c = corners(proj[u], H, W);
+              if (go == T(0) || !c.any) continue;
+              for (int k = 0; k < 4; ++k) {
+                if (c.in[k]) plane[c.off[k]] += c.w[k] * go;
+              }
+            }
           }
         }
       });
