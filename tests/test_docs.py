@@ -176,12 +176,12 @@ def test_python_m_modules_exist():
 
 def test_commands_named_are_installed_scripts():
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
-    scripts = set(re.findall(r"^(scdepth-[a-z]+)\s*=", pyproject, re.MULTILINE))
+    scripts = set(re.findall(r"^(scdepth-[a-z]+(?:-[a-z]+)*)\s*=", pyproject, re.MULTILINE))
     assert scripts, "no scdepth-* scripts found in pyproject.toml"
     named = {
         c
         for page in pages()
-        for c in re.findall(r"\bscdepth-[a-z]+\b", page.read_text(encoding="utf-8"))
+        for c in re.findall(r"\bscdepth-[a-z]+(?:-[a-z]+)*\b", page.read_text(encoding="utf-8"))
     }
     assert not named - scripts, (
         f"README/docs name commands that pyproject.toml lacks: {sorted(named - scripts)}"
