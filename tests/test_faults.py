@@ -129,6 +129,17 @@ def uninterrupted(tiny_synthetic, tmp_path_factory):
     return weights(out)
 
 
+def resume_to_the_end(root, out):
+    resumed = subprocess.run(
+        command(root, out, True, "num_workers=1", "log_every=1"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    return resumed
+
+
 def children(pid):
     path = Path(f"/proc/{pid}/task/{pid}/children")
     return [int(c) for c in path.read_text().split()] if path.exists() else []
@@ -149,13 +160,7 @@ def test_a_killed_loader_worker_stops_with_a_clear_error_and_resume_is_exact(
     assert "a data-loading worker died" in err and "--resume continues from" in err
     saved = checkpoint.load(out / "last.pt")["step"]  # intact
     assert f"(step {saved})" in err
-    resumed = subprocess.run(
-        command(tiny_synthetic, out, True, "num_workers=1", "log_every=1"),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert resumed.returncode == 0, resumed.stderr
+    resumed = resume_to_the_end(tiny_synthetic, out)
     assert f"at step {saved}" in resumed.stderr
     assert_same_weights(weights(out), uninterrupted)
 
@@ -175,13 +180,7 @@ def test_sigterm_saves_the_current_step_and_resume_is_exact(
     assert proc.returncode == 128 + signal.SIGTERM, err
     step = checkpoint.load(out / "last.pt")["step"]
     assert 0 < step < TOTAL and f"stopped by SIGTERM at step {step}" in err
-    resumed = subprocess.run(
-        command(tiny_synthetic, out, True, "num_workers=1", "log_every=1"),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert resumed.returncode == 0, resumed.stderr
+    assert f"at step {step}" in resume_to_the_end(tiny_synthetic, out).stderr
     assert_same_weights(weights(out), uninterrupted)
 
 
