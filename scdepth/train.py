@@ -176,9 +176,33 @@ def train(cfg, out_dir, *, resume=False, progress=True, explicit=None):
             return trainer.run()
     except run_control.FolderInUse as e:
         raise TrainingError(str(e)) from None
+    except RuntimeError as e:
+        if not loader_worker_died(e):
+            raise
+        message = worker_death_message(e, Path(out_dir) / "last.pt")
     finally:
         torch.use_deterministic_algorithms(before, warn_only=before_warn)
         dist.close()
+    raise TrainingError(message)  # outside the handler: the dead loader is released by now
+
+
+def loader_worker_died(e: BaseException) -> bool:
+    """A DataLoader worker's death, as torch reports it: from the iterator, or from its
+    SIGCHLD handler at any point of the main thread (so possibly more than once)."""
+    return isinstance(e, RuntimeError) and "DataLoader worker" in str(e)
+
+
+def worker_death_message(e, last) -> str:
+    """What to say when a loader worker died; `last`: the run's last.pt."""
+    try:
+        step = checkpoint.load(last)["step"]
+        kept = f"--resume continues from {last} (step {step}) as the run would have gone on"
+    except checkpoint.CheckpointError:
+        kept = "no checkpoint was written yet"
+    return (
+        f"a data-loading worker died ({e}); the usual cause is the out-of-memory killer: lower "
+        f"num_workers or batch_size. {kept}"
+    )
 
 
 def set_deterministic(on, device):
@@ -232,7 +256,7 @@ class Trainer:
             self.device.type, enabled=self.amp_dtype is torch.float16
         )
         self.step, self.best, self.history = 0, math.inf, {}
-        self.stop_request, self.saved_step = run_control.StopRequest(), None
+        self.stop_request = run_control.StopRequest()
         self.skipped = {"unreadable": 0, "non_finite": 0}
         self.bad_in_a_row, self.total_steps = 0, cfg.epochs * cfg.epoch_size
         if state is not None:
@@ -263,7 +287,6 @@ class Trainer:
                 checkpoint.load_weights(getattr(self, key), state, key, self.last)
         self.optim.load_state_dict(state["optimizer"])
         self.step, self.best, self.skipped = state["step"], state["best"], dict(state["skipped"])
-        self.saved_step = self.step
         self.history.update({k: [tuple(p) for p in v] for k, v in state["history"].items()})
         if self.dist.is_main:
             print(f"resuming {self.last} at step {self.step}", file=sys.stderr)
@@ -284,19 +307,6 @@ class Trainer:
             with run_control.sigterm_requests() as self.stop_request:
                 while self.step < self.total_steps:
                     self.epoch(batches)
-        except RuntimeError as e:
-            if "DataLoader worker" not in str(e):
-                raise
-            kept = (
-                f"--resume continues from {self.last} (step {self.saved_step}) exactly as "
-                "the run would have"
-                if self.saved_step is not None
-                else "no checkpoint was written yet"
-            )
-            raise TrainingError(
-                f"a data-loading worker died ({e}); the usual cause is the out-of-memory "
-                f"killer: lower num_workers or batch_size. {kept}"
-            ) from None
         finally:
             del batches  # stops the loader's workers
             self.bar.close()
@@ -446,8 +456,6 @@ class Trainer:
             },
             path,
         )
-        if path == self.last:
-            self.saved_step = self.step
 
     def finish(self):
         """Rank 0: the curves, the skip count, the test split's and the poses' evaluation."""

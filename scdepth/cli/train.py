@@ -13,10 +13,17 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from pathlib import Path
 
 from .. import checkpoint, config
 from ..models.encoder import PretrainedUnavailable
-from ..train import TrainingError, TrainingStopped, train
+from ..train import (
+    TrainingError,
+    TrainingStopped,
+    loader_worker_died,
+    train,
+    worker_death_message,
+)
 from .common import add_device, add_progress
 
 
@@ -62,6 +69,12 @@ def main(argv=None):
         return 128 + signal.SIGTERM  # as a process ended by the signal reports it
     except (ValueError, TrainingError, checkpoint.CheckpointError, PretrainedUnavailable) as e:
         print(f"scdepth-train: error: {e}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:  # a loader worker's death reported once more, late
+        if not loader_worker_died(e):
+            raise
+        message = worker_death_message(e, Path(a.out) / "last.pt")
+        print(f"scdepth-train: error: {message}", file=sys.stderr)
         return 2
     return 0
 
