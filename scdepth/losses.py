@@ -264,19 +264,17 @@ def normal_ranking_loss(img, pseudo_depth, normal, pseudo_normal, generator=None
     ]
     A, B, weight = (torch.cat(p) for p in zip(*pairs, strict=True))
     valid = ((pseudo_depth > 0) & torch.isfinite(pseudo_depth)).flatten()
-    keep = (valid.index_select(0, A) & valid.index_select(0, B)).unsqueeze(1)
-    weight = weight * keep[:, 0]
-    n = normal.permute(0, 2, 3, 1).reshape(-1, 3)
-    ns = pseudo_normal.permute(0, 2, 3, 1).reshape(-1, 3)
-
-    def at(x, idx):
-        # index_select, not x[idx]: the backward of advanced indexing accumulates with atomic
-        # adds on the CPU (index_put_), which makes the gradient depend on thread timing.
-        # Pairs that are not kept read zeros: their normals (maybe NaN) reach no gradient.
-        return torch.where(keep, x.index_select(0, idx), 0.0)
-
-    cos = (at(n, A) * at(n, B)).sum(1).abs()
-    cos_star = (at(ns, A) * at(ns, B)).sum(1).abs()
+    weight = weight * (valid.index_select(0, A) & valid.index_select(0, B))
+    # Pixels without a valid pseudo-depth read zeros, once per pixel rather than per pair: a
+    # pair touching one weighs 0, and its normals (maybe NaN) reach no gradient. Normals as
+    # [3, B * H * W], so that each component is gathered from one contiguous row.
+    n = torch.where(valid, normal.transpose(0, 1).reshape(3, -1), 0.0)
+    with torch.no_grad():
+        ns = torch.where(valid, pseudo_normal.transpose(0, 1).reshape(3, -1), 0.0)
+        cos_star = (ns.index_select(1, A) * ns.index_select(1, B)).sum(0).abs()
+    # index_select, not n[:, A]: the backward of advanced indexing accumulates with atomic
+    # adds on the CPU (index_put_), which makes the gradient depend on thread timing.
+    cos = (n.index_select(1, A) * n.index_select(1, B)).sum(0).abs()
     return (weight * (cos - cos_star).abs()).sum() / weight.sum().clamp_min(1e-12)
 
 
