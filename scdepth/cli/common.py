@@ -20,6 +20,11 @@ def add_device(ap: argparse.ArgumentParser, default: str | None = "auto") -> Non
     )
 
 
+def add_size(ap: argparse.ArgumentParser, help: str) -> None:
+    """--size H W: an image size in pixels, height first."""
+    ap.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help=help)
+
+
 def add_progress(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from .. import checkpoint, public_weights
+from .common import add_size
 
 
 def main(argv=None) -> int:
@@ -22,13 +23,10 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--from", dest="layout", choices=public_weights.LAYOUTS, required=True)
     ap.add_argument("--out", required=True, help="the checkpoint to write (e.g. sc_v3_kitti.pt)")
-    ap.add_argument(
-        "--size",
-        type=int,
-        nargs=2,
-        metavar=("H", "W"),
-        help="training size recorded in the checkpoint, multiples of 32 (default: the "
-        "source's: Monodepth2's height/width, SC-Depth's dataset's)",
+    add_size(
+        ap,
+        "training size recorded in the checkpoint, multiples of 32 (default: the source's: "
+        "Monodepth2's height/width, SC-Depth's dataset's)",
     )
     ap.add_argument(
         "--strict",

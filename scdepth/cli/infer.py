@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from .. import checkpoint, clouds, infer
-from .common import add_device, add_progress, resolve_device
+from .common import add_device, add_progress, add_size, resolve_device
 
 
 def main(argv=None):
@@ -25,13 +25,10 @@ def main(argv=None):
     ap.add_argument(
         "--video-out", metavar="FILE.mp4", help="a side-by-side video: frame | colour-mapped depth"
     )
-    ap.add_argument(
-        "--size",
-        type=int,
-        nargs=2,
-        metavar=("H", "W"),
-        help="network input, multiples of 32 (default: the checkpoint's training size); "
-        "frames are resized into it with their aspect ratio kept and padded",
+    add_size(
+        ap,
+        "network input, multiples of 32 (default: the checkpoint's training size); frames "
+        "are resized into it with their aspect ratio kept and padded",
     )
     ap.add_argument(
         "--fps",

@@ -10,7 +10,7 @@ from ..data import prepare
 from ..data.layout import read_intrinsics
 from ..data.sources import FORMATS
 from ..data.sources.kitti import GT_PIXELS
-from .common import add_progress
+from .common import add_progress, add_size
 
 
 def main(argv=None) -> int:
@@ -39,7 +39,7 @@ def main(argv=None) -> int:
         "registered to the colour image, as TUM's and Bonn's, is not undistorted, as TUM "
         "advises; it is only moved to the undistorted camera)",
     )
-    ap.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="output size")
+    add_size(ap, "output size (default: the source's)")
     ap.add_argument(
         "--static-threshold",
         type=float,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from ..data import synth
-from .common import add_progress
+from .common import add_progress, add_size
 
 
 def main(argv=None) -> int:
@@ -14,7 +14,7 @@ def main(argv=None) -> int:
     ap.add_argument("--preset", choices=sorted(synth.PRESETS), default="indoor")
     ap.add_argument("--out", required=True, help="output dataset root")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None)
+    add_size(ap, "frame size (default: the preset's)")
     ap.add_argument("--scenes", type=int, default=4, help="training scenes")
     ap.add_argument(
         "--val-scenes",
