@@ -21,7 +21,14 @@ import torch
 
 from . import points as P
 from . import trajectory as tj
-from .data.layout import DatasetError, check_intrinsics, match_by_stem, read_depth
+from .data.layout import (
+    DatasetError,
+    check_intrinsics,
+    match_by_stem,
+    read_depth,
+    read_intrinsics,
+)
+from .data.prepare import check_intrinsics_options, intrinsics_from_options
 from .data.sources.common import intrinsics_file
 from .data.transforms import resize_image, scale_intrinsics
 from .rectify import predict_pose
@@ -32,8 +39,9 @@ AUTO_VOXEL = 1 / 100  # default voxel: this share of the first frame's median de
 
 @dataclass(frozen=True)
 class Camera:
-    """The frames' intrinsics: K (3x3, at the frames' resolution) or fx (fy, cx, cy default
-    fx and the image centre) or fov (horizontal, degrees); `where` names the source."""
+    """The frames' intrinsics, as the options give them (data.prepare.intrinsics_from_options:
+    K at the frames' resolution, fx, or fov) or a cam.txt / intrinsics.txt; `where` names
+    the source."""
 
     K: np.ndarray | None = None
     fx: float | None = None
@@ -45,35 +53,18 @@ class Camera:
 
     def at(self, size) -> np.ndarray:
         """K for frames of size (h, w)."""
-        h, w = size
-        if self.K is not None:
-            return np.asarray(self.K, np.float64)
-        if self.fx is not None:
-            cx = (w - 1) / 2 if self.cx is None else self.cx
-            cy = (h - 1) / 2 if self.cy is None else self.cy
-            fy = self.fx if self.fy is None else self.fy
-            return check_intrinsics([[self.fx, 0, cx], [0, fy, cy], [0, 0, 1]], self.where)
-        from .data.prepare import intrinsics_from_fov
-
-        return intrinsics_from_fov(self.fov, size)
+        K, where = intrinsics_from_options(
+            size, self.K, self.fov, self.fx, self.fy, self.cx, self.cy
+        )
+        return check_intrinsics(K, self.where or where)
 
 
 def camera_of(source, cam=None, fx=None, fy=None, cx=None, cy=None, fov=None) -> Camera:
     """The Camera of the options (one of cam.txt, fx, fov), else of the source folder's
     intrinsics.txt or cam.txt; DatasetError when there is none."""
-    given = [n for n, v in (("--cam", cam), ("--fx", fx), ("--fov", fov)) if v is not None]
-    if len(given) > 1:
-        raise ValueError(f"give the intrinsics one way (--cam, --fx or --fov), got {given}")
-    if fx is None and any(v is not None for v in (fy, cx, cy)):
-        raise ValueError("--fy/--cx/--cy need --fx")
-    if cam is not None:
-        from .data.layout import read_intrinsics
-
-        return Camera(K=read_intrinsics(Path(cam)), where=str(cam))
-    if fx is not None:
-        return Camera(fx=fx, fy=fy, cx=cx, cy=cy, where="--fx/--fy/--cx/--cy")
-    if fov is not None:
-        return Camera(fov=fov, where=f"--fov {fov:g}")
+    if check_intrinsics_options(cam, fov, fx, fy, cx, cy):
+        K = None if cam is None else read_intrinsics(Path(cam))
+        return Camera(K=K, fx=fx, fy=fy, cx=cx, cy=cy, fov=fov, where=cam or "")
     found = intrinsics_file(Path(source)) if Path(source).is_dir() else None
     if found is None:
         raise DatasetError(

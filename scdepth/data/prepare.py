@@ -50,6 +50,31 @@ def intrinsics_from_fov(fov_deg: float, size) -> np.ndarray:
     return np.array([[f, 0, (w - 1) / 2], [0, f, (h - 1) / 2], [0, 0, 1]])
 
 
+def check_intrinsics_options(K=None, fov=None, fx=None, fy=None, cx=None, cy=None) -> bool:
+    """Whether the command's options give the intrinsics (--cam, --fx, --fov); ValueError
+    when they give them more than one way, or --fy/--cx/--cy without --fx."""
+    given = [n for n, v in (("--cam", K), ("--fx", fx), ("--fov", fov)) if v is not None]
+    if len(given) > 1:
+        raise ValueError(f"give the intrinsics one way (--cam, --fx or --fov), got {given}")
+    if fx is None and any(v is not None for v in (fy, cx, cy)):
+        raise ValueError("--fy/--cx/--cy need --fx")
+    return bool(given)
+
+
+def intrinsics_from_options(size, K=None, fov=None, fx=None, fy=None, cx=None, cy=None):
+    """(K, where) for frames of size (h, w) from the one option given (check_intrinsics_options):
+    K as it is, fx (fy default fx, the principal point default the image centre), or fov."""
+    h, w = size
+    if K is not None:
+        return np.asarray(K, np.float64), "--cam"
+    if fx is not None:
+        u0 = (w - 1) / 2 if cx is None else cx
+        v0 = (h - 1) / 2 if cy is None else cy
+        K = [[fx, 0, u0], [0, fx if fy is None else fy, v0], [0, 0, 1]]
+        return np.asarray(K, np.float64), "--fx/--fy/--cx/--cy"
+    return intrinsics_from_fov(fov, size), f"--fov {fov:g}"
+
+
 def parse_frames(frames) -> slice:
     """``"A:B[:STEP]"`` (any part may be empty), a slice, or None -> slice."""
     if frames is None or isinstance(frames, slice):
@@ -99,29 +124,19 @@ def _check_options(scene, split, stride, static_threshold, ext, image_size, dept
 
 def _camera(rec, K, fov, fx, fy, cx, cy, dist, undistort_depth, log):
     """camera(source size) -> (K, dist) for the writer; the options win over the source."""
-    given = [n for n, v in (("K", K), ("fov", fov), ("fx", fx)) if v is not None]
-    if len(given) > 1:
-        raise ValueError(f"give the intrinsics one way (--cam, --fx or --fov), got {given}")
+    given = check_intrinsics_options(K, fov, fx, fy, cx, cy)
     if not given and rec.K is None:
         raise DatasetError(
             f"{rec.source}: the {rec.format} source holds no intrinsics; give --cam cam.txt, "
             "--fx (and --fy/--cx/--cy) or --fov"
         )
-    if fx is None and any(v is not None for v in (fy, cx, cy)):
-        raise ValueError("--fy/--cx/--cy need --fx")
     dist = None if dist is None else np.asarray(dist, dtype=np.float64)
 
     def camera(size):
         h, w = size
-        if K is not None:
-            out, where, d = K, "--cam", dist
-        elif fx is not None:
-            u0 = (w - 1) / 2 if cx is None else cx
-            v0 = (h - 1) / 2 if cy is None else cy
-            out = [[fx, 0, u0], [0, fx if fy is None else fy, v0], [0, 0, 1]]
-            where, d = "--fx/--fy/--cx/--cy", dist
-        elif fov is not None:
-            out, where, d = intrinsics_from_fov(fov, size), f"--fov {fov:g}", dist
+        if given:
+            out, where = intrinsics_from_options(size, K, fov, fx, fy, cx, cy)
+            d = dist
         else:
             if rec.K_size is not None and tuple(rec.K_size) != tuple(size):
                 raise DatasetError(
