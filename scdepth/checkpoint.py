@@ -157,21 +157,20 @@ def load_pose_model(path, device="cpu"):
     return net.to(device).eval(), tuple(cfg.image_size), rectify_net
 
 
-def init_networks(path, nets):
+def init_networks(path, nets, resnet_layers: int):
     """Loads into each network of `nets` ({"depth_net": DepthNet, "pose_net": ..., None
-    values skipped) the weights that checkpoint `path` (scdepth-train's or
-    scdepth-import-weights') holds for it: the start of a fine-tuning run (config
-    init_from). Returns the names loaded; the networks it holds no weights for keep theirs.
-    CheckpointError when it holds no depth network, or one that does not fit."""
+    values skipped; the DepthNet a ResNet-`resnet_layers`) the weights that checkpoint `path`
+    (scdepth-train's or scdepth-import-weights') holds for it: the start of a fine-tuning
+    run (config init_from). Returns the names loaded; the networks it holds no weights for
+    keep theirs. CheckpointError when it holds no depth network, or one that does not fit."""
     state = load(path)
     if not {"config", "depth_net"} <= set(state):
         raise CheckpointError(f"init_from {path}: holds no depth network")
     theirs = from_dict(state["config"]).resnet_layers
-    ours = 50 if nets["depth_net"].encoder.channels[-1] == 2048 else 18
-    if theirs != ours:
+    if theirs != resnet_layers:
         raise CheckpointError(
             f"init_from {path}: its DepthNet is ResNet-{theirs}, this run's resnet_layers is "
-            f"{ours}; set resnet_layers: {theirs}"
+            f"{resnet_layers}; set resnet_layers: {theirs}"
         )
     loaded = []
     for key, net in nets.items():

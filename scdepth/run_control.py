@@ -1,7 +1,7 @@
 """What keeps a run's output folder safe from the outside: one run per folder at a time
 (an advisory lock on the folder, which the system drops when the process dies, so a killed
 run leaves no stale lock), and SIGTERM -- how clusters stop jobs -- turned into a request
-that the training loop answers at the next step boundary."""
+that the training loop answers at its next log step."""
 
 from __future__ import annotations
 

@@ -141,7 +141,7 @@ def build(cfg, device, init=True):
         rectify_net = RectifyNet(18, pretrained=imagenet, rotation_scale=scale).to(device)
     if init and cfg.init_from:
         named = {"depth_net": depth_net, "pose_net": pose_net, "rectify_net": rectify_net}
-        loaded = checkpoint.init_networks(cfg.init_from, named)
+        loaded = checkpoint.init_networks(cfg.init_from, named, cfg.resnet_layers)
         print(f"init_from {cfg.init_from}: {', '.join(loaded)}", file=sys.stderr)
     nets = [n for n in (depth_net, pose_net, rectify_net) if n is not None]
     prepare_networks(cfg, *nets)  # channels_last, compile: all (losses: cfg.compile)
@@ -325,13 +325,15 @@ class Trainer:
                 self.train_step(batch)
             self.step += 1
             self.bar.update()
-            if self.step % cfg.log_every == 0 or self.step == self.total_steps:
+            log_step = self.step % cfg.log_every == 0 or self.step == self.total_steps
+            if log_step:
                 self.sync(rate=(self.step - first) / (time.perf_counter() - t0))
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                 self.sync()  # a streak of bad steps stops the run before it is saved
                 if self.dist.is_main:
                     self.save(self.last)
-            if not self.dist.all_true(not self.stop_request.requested):
+            # the ranks agree on a stop at log steps: one host all-reduce a log line, not a step
+            if log_step and not self.dist.all_true(not self.stop_request.requested):
                 self.stop()
         self.sync()
         if self.dist.is_main:
