@@ -105,7 +105,7 @@ class Prediction:
 
 @dataclass
 class Frames:
-    """The frames of a folder of images (sorted by name) or a video file."""
+    """The frames of a folder of images (in natural name order) or a video file."""
 
     frames: object  # iterator of (name, uint8 RGB [h, w, 3])
     count: int | None
@@ -114,8 +114,8 @@ class Frames:
 
 
 def open_frames(source) -> Frames:
-    """The frames of an image folder (ordered as every folder of frames is read) or of a
-    video, as (name, RGB) pairs."""
+    """The frames of an image folder (in natural name order, as every folder of frames is
+    read) or of a video, as (name, RGB) pairs."""
     source = Path(source)
     if source.is_dir():
         paths = list_files(source, IMAGE_EXTS)

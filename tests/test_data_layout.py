@@ -5,7 +5,13 @@ import pytest
 from data_fixtures import make_layout, make_testing, write_scene
 
 from scdepth.data.folders import TestFolder, TrainFolder, ValFolder
-from scdepth.data.layout import DatasetError, UnreadableFrame, validate_layout, validate_testing
+from scdepth.data.layout import (
+    DatasetError,
+    UnreadableFrame,
+    list_files,
+    validate_layout,
+    validate_testing,
+)
 
 
 @pytest.fixture
@@ -165,3 +171,10 @@ def test_corruption_after_the_check(root):
         ds[idx]
     assert e.value.path.endswith("000005.png")
     assert np.isfinite(ds[0]["tgt"].numpy()).all()  # other samples still load
+
+
+def test_frames_of_a_folder_are_listed_in_natural_order(tmp_path):
+    """Every folder of frames (scenes, imports, inference) is read frame_2 before frame_10."""
+    for name in ("frame_10.png", "frame_2.png", "frame_1.png", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in list_files(tmp_path)] == ["frame_1.png", "frame_2.png", "frame_10.png"]

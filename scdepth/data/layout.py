@@ -25,6 +25,7 @@ is found only when it is loaded: the loaders then raise ``UnreadableFrame``. Pas
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,8 +70,18 @@ class Scene:
     masks: list[Path | None] = field(default_factory=list)  # aligned with frames
 
 
+def natural_key(path: Path) -> tuple:
+    """Sort key that reads digit runs as numbers (frame_2 before frame_10); re.split puts text
+    at even and digits at odd positions, so keys always compare like with like."""
+    parts = re.split(r"(\d+)", path.name)
+    return [int(t) if k % 2 else t for k, t in enumerate(parts)], path.name
+
+
 def list_files(folder: Path, exts=IMAGE_EXTS) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in exts)
+    """The files of `folder` with one of `exts`, in natural name order (frame_2 before
+    frame_10): the order of the frames of every folder the project reads."""
+    files = (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in exts)
+    return sorted(files, key=natural_key)
 
 
 def check_signature(path: Path) -> None:

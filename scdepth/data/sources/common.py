@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,13 +46,6 @@ class Recording:
     times: np.ndarray | None = None  # [count] seconds
     has_depth: bool = False
     notes: list[str] = field(default_factory=list)  # said in the log (choices made)
-
-
-def natural_key(path: Path) -> tuple:
-    """Sort key that reads digit runs as numbers (frame_2 before frame_10); re.split puts text
-    at even and digits at odd positions, so keys always compare like with like."""
-    parts = re.split(r"(\d+)", path.name)
-    return [int(t) if k % 2 else t for k, t in enumerate(parts)], path.name
 
 
 def read_bgr(path: Path) -> np.ndarray:

@@ -11,13 +11,13 @@ from pathlib import Path
 import cv2
 
 from ..layout import IMAGE_EXTS, DatasetError, list_files
-from .common import Recording, SourceOptions, files_reader, intrinsics_file, natural_key
+from .common import Recording, SourceOptions, files_reader, intrinsics_file
 
 
 def open_folder(source: Path, opts: SourceOptions) -> Recording:
     if not source.is_dir():
         raise DatasetError(f"{source}: not a folder of images")
-    files = sorted(list_files(source, IMAGE_EXTS), key=natural_key)
+    files = list_files(source, IMAGE_EXTS)
     if not files:
         raise DatasetError(f"{source}: no {', '.join(IMAGE_EXTS)} images")
     rec = Recording("folder", source, len(files), files_reader(files))
