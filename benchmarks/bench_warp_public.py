@@ -5,12 +5,17 @@ in turns in one process.
     python -m benchmarks.bench_warp_public [--size B H W] [--repeat N] [--dtype float32]
 
 Ours samples image and depth in one call (C = 4, as the trainer stacks them); gradients
-flow to the image, both depths and the pose, as in training.
+flow to the image, both depths and the pose, as in training, from fixed random upstream
+gradients (dense, as the photometric loss hands them back: a constant one from .sum() would
+be an expanded tensor that both sides treat specially). "ours, portable" is the same op
+with its AVX2 row kernels switched off (SCDEPTH_CPU_SIMD=0): the code of CPUs without AVX2,
+and the op as it was before those kernels.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 
 import torch
@@ -31,23 +36,36 @@ def inputs(B, H, W, dtype, seed=0):
     ).to(dtype)
     f = 0.6 * W
     K = torch.tensor([[f, 0, W / 2], [0, f, H / 2], [0, 0, 1.0]], dtype=dtype).expand(B, 3, 3)
-    return img, depth, ref_depth, vec, K.contiguous()
+    upstream = (
+        torch.randn(B, 4, H, W, generator=g, dtype=dtype),
+        torch.randn(B, 1, H, W, generator=g, dtype=dtype),
+    )
+    return img, depth, ref_depth, vec, K.contiguous(), upstream
 
 
-def ours(img, depth, ref_depth, vec, K, backward):
+def ours(img, depth, ref_depth, vec, K, upstream, backward):
     leaves = [t.detach().requires_grad_(backward) for t in (img, depth, ref_depth, vec)]
     img, depth, ref_depth, vec = leaves
     warped, z, _ = ops.inverse_warp(torch.cat([img, ref_depth], 1), depth, pose_vec2mat(vec), K)
     if backward:
-        (warped.sum() + z.sum()).backward()
+        torch.autograd.backward([warped, z], list(upstream))
 
 
-def public(img, depth, ref_depth, vec, K, backward):
+def portable(*args, **kwargs):
+    os.environ["SCDEPTH_CPU_SIMD"] = "0"
+    try:
+        ours(*args, **kwargs)
+    finally:
+        del os.environ["SCDEPTH_CPU_SIMD"]
+
+
+def public(img, depth, ref_depth, vec, K, upstream, backward):
     leaves = [t.detach().requires_grad_(backward) for t in (img, depth, ref_depth, vec)]
     img, depth, ref_depth, vec = leaves
     warped, projected, z = public_baseline.inverse_warp(img, depth, ref_depth, vec, K)
     if backward:
-        (warped.sum() + projected.sum() + z.sum()).backward()
+        g, gz = upstream
+        torch.autograd.backward([warped, projected, z], [g[:, :3], g[:, 3:], gz])
 
 
 def main(argv=None) -> int:
@@ -65,8 +83,9 @@ def main(argv=None) -> int:
         with torch.set_grad_enabled(backward):
             t = interleaved_timings(
                 {
-                    "ours": lambda b=backward: ours(*x, b),
-                    "public": lambda b=backward: public(*x, b),
+                    "ours": lambda b=backward: ours(*x, backward=b),
+                    "ours, portable": lambda b=backward: portable(*x, backward=b),
+                    "public": lambda b=backward: public(*x, backward=b),
                 },
                 "cpu",
                 warmup=2,
@@ -76,7 +95,10 @@ def main(argv=None) -> int:
         print(
             f"{what:>18}: ours {statistics.median(t['ours']) * 1e3:7.1f} ms, public "
             f"{statistics.median(t['public']) * 1e3:7.1f} ms, "
-            f"ours {paired_ratio(t['public'], t['ours']):.2f}x faster"
+            f"ours {paired_ratio(t['public'], t['ours']):.2f}x faster; portable path "
+            f"{statistics.median(t['ours, portable']) * 1e3:7.1f} ms "
+            f"({paired_ratio(t['public'], t['ours, portable']):.2f}x public, ours "
+            f"{paired_ratio(t['ours, portable'], t['ours']):.2f}x portable)"
         )
     return 0
 

@@ -291,3 +291,48 @@ def test_device_matches_cpu_and_reference(device, dtype):
     for o, c in zip(g_dev, g_cpu, strict=True):
         scale = c.abs().max().double().clamp_min(1)
         torch.testing.assert_close(o.cpu().double() / scale, c.double() / scale, rtol=tol, atol=tol)
+
+
+def avx2_available():
+    return torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
+
+
+@pytest.mark.skipif(not avx2_available(), reason="the CPU has no AVX2: only the portable path")
+@pytest.mark.parametrize("threads", [1, 4])  # 4 > B: rows, then planes in parallel
+def test_avx2_rows_match_the_portable_path(monkeypatch, threads):
+    # W = 21: two blocks of 8 pixels and a tail of 5 that the portable code finishes
+    src, depth, pose, K = warp_inputs(B=3, C=4, H=13, W=21, seed=11, dtype=torch.float32)
+    depth[0, 0, 0, :5] = torch.tensor([math.nan, math.inf, 0.0, -1.0, 1e-9])
+    g = torch.Generator().manual_seed(12)
+    gw, gz = torch.randn(src.shape, generator=g), torch.randn(depth.shape, generator=g)
+
+    def run(simd):
+        monkeypatch.setenv("SCDEPTH_CPU_SIMD", "1" if simd else "0")
+        out = torch.ops.scdepth.inverse_warp(src, depth, pose, K)
+        back = torch.ops.scdepth.inverse_warp_backward(gw, gz, src, depth, pose, K, True)
+        return out, back
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        (out, back), (out_p, back_p) = run(True), run(False)
+    finally:
+        torch.set_num_threads(before)
+    assert out[2].sum() > 0 and (out[2] == 0).any()
+    # warped, z', valid, the source and the depth gradients: the same bits
+    for a, b in zip([*out, *back[:2]], [*out_p, *back_p[:2]], strict=True):
+        assert torch.equal(a.nan_to_num(7.0), b.nan_to_num(7.0))
+    # the pose gradient is summed in another order: NaN where the portable one is (the
+    # non-finite depths), and on finite depths as close to float64 as the portable one
+    assert torch.isnan(back[2]).equal(torch.isnan(back_p[2]))
+    args = (src, torch.where(torch.isfinite(depth), depth, torch.full_like(depth, 2.0)), pose, K)
+    monkeypatch.setenv("SCDEPTH_CPU_SIMD", "1")
+    gp = torch.ops.scdepth.inverse_warp_backward(gw, gz, *args, True)[2].double()
+    monkeypatch.setenv("SCDEPTH_CPU_SIMD", "0")
+    gp_p = torch.ops.scdepth.inverse_warp_backward(gw, gz, *args, True)[2].double()
+    gp64 = torch.ops.scdepth.inverse_warp_backward(
+        gw.double(), gz.double(), *(t.double() for t in args), True
+    )[2]
+    scale = gp64.abs().max()
+    assert (gp - gp64).abs().max() < 1e-5 * scale
+    assert (gp - gp64).abs().max() <= 4 * (gp_p - gp64).abs().max() + 1e-6 * scale
