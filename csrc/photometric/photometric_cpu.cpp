@@ -23,6 +23,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "common/cpu_simd.h"
 #include "common/launch.h"
 #include "photometric/photometric.h"
 #include "photometric/photometric_args.h"
@@ -55,6 +56,7 @@ Bands make_bands(int64_t B, int64_t H) {
 // o[u] = scale * (c[u] + c[u + stride] + ... + c[u + (K - 1) stride]), u in [0, n): K taps
 // along a row (stride 1) or K rows in one pass (stride = the row length).
 template <int K, typename T>
+SCDEPTH_CPU_CLONES
 void box_taps(const T* __restrict__ c, int64_t stride, T* __restrict__ o, int64_t n, T scale) {
   for (int64_t u = 0; u < n; ++u) {
     T acc = c[u];
@@ -77,6 +79,7 @@ void box_taps(int k, const T* c, int64_t stride, T* o, int64_t n, T scale) {
 
 // Column sums += products of padded rows (xa, ya), minus those of (xd, yd) when sliding.
 template <typename T>
+SCDEPTH_CPU_CLONES
 void add_products(int64_t n, const T* __restrict__ xa, const T* __restrict__ ya,
                   T* __restrict__ sx, T* __restrict__ sy, T* __restrict__ sxx,
                   T* __restrict__ syy, T* __restrict__ sxy) {
@@ -90,6 +93,7 @@ void add_products(int64_t n, const T* __restrict__ xa, const T* __restrict__ ya,
 }
 
 template <typename T>
+SCDEPTH_CPU_CLONES
 void slide_products(int64_t n, const T* __restrict__ xa, const T* __restrict__ ya,
                     const T* __restrict__ xd, const T* __restrict__ yd, T* __restrict__ sx,
                     T* __restrict__ sy, T* __restrict__ sxx, T* __restrict__ syy,
@@ -105,6 +109,7 @@ void slide_products(int64_t n, const T* __restrict__ xa, const T* __restrict__ y
 
 // dst += a * src.
 template <typename T>
+SCDEPTH_CPU_CLONES
 void axpy(int64_t n, T a, const T* __restrict__ src, T* __restrict__ dst) {
   for (int64_t i = 0; i < n; ++i) dst[i] += a * src[i];
 }
@@ -122,6 +127,7 @@ const T* as_compute(const S* row, int64_t W, T* buf) {
 }
 
 template <typename T, typename A>
+SCDEPTH_CPU_CLONES
 const T* convert(int64_t n, const A* __restrict__ src, T* __restrict__ dst) {
   for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<T>(src[i]);
   return dst;
@@ -135,6 +141,7 @@ inline Moments<T> moments_at(const T* m, int64_t W, int64_t u) {
 
 // Adds one channel's photo_term and |x - y| along a row.
 template <typename T>
+SCDEPTH_CPU_CLONES
 void photo_row(const T* __restrict__ m, const T* __restrict__ x, const T* __restrict__ y,
                int64_t W, T alpha, T* __restrict__ acc_photo, T* __restrict__ acc_l1) {
   for (int64_t u = 0; u < W; ++u) {
@@ -146,6 +153,7 @@ void photo_row(const T* __restrict__ m, const T* __restrict__ x, const T* __rest
 
 // photo = weight * acc_photo / C, l1 = acc_l1 / C.
 template <typename T, typename S>
+SCDEPTH_CPU_CLONES
 void output_row(const T* __restrict__ acc_photo, const T* __restrict__ acc_l1,
                 const S* __restrict__ w, T inv_c, int64_t W, S* __restrict__ photo,
                 S* __restrict__ l1) {
@@ -158,6 +166,7 @@ void output_row(const T* __restrict__ acc_photo, const T* __restrict__ acc_l1,
 
 // g_term[u] = dL/d(photo term of one channel) = grad_photo * weight / C along a row.
 template <typename T, typename S>
+SCDEPTH_CPU_CLONES
 void term_grad_row(const S* __restrict__ gp, const S* __restrict__ w, T inv_c, int64_t W,
                    T* __restrict__ out) {
   if (w != nullptr) {
@@ -169,6 +178,7 @@ void term_grad_row(const S* __restrict__ gp, const S* __restrict__ w, T inv_c, i
 
 // The four adjoint coefficient rows of one channel (see ssim_coeffs) and SSIM.
 template <typename T>
+SCDEPTH_CPU_CLONES
 void coeff_row(const T* __restrict__ m, const T* __restrict__ g_term, int64_t W, T alpha,
                T inv_area, T* __restrict__ f_mx, T* __restrict__ f_my, T* __restrict__ f_sq,
                T* __restrict__ f_xy, T* __restrict__ s) {
@@ -182,6 +192,7 @@ void coeff_row(const T* __restrict__ m, const T* __restrict__ g_term, int64_t W,
 }
 
 template <typename T>
+SCDEPTH_CPU_CLONES
 void photo_term_row(const T* __restrict__ x, const T* __restrict__ y, const T* __restrict__ s,
                     int64_t W, T alpha, T* __restrict__ acc) {
   for (int64_t u = 0; u < W; ++u) acc[u] += photo_term(alpha, x[u] - y[u], s[u]);
@@ -190,6 +201,7 @@ void photo_term_row(const T* __restrict__ x, const T* __restrict__ y, const T* _
 // Gradients of one source row of one channel from the gathered coefficients g (4 x W rows:
 // mx, my, sq, xy) and the L1 terms.
 template <typename T, typename S>
+SCDEPTH_CPU_CLONES
 void grad_row(const T* __restrict__ x, const T* __restrict__ y, const T* __restrict__ g,
               const T* __restrict__ g_term, const S* __restrict__ g_l1, T alpha, T inv_c,
               int64_t W, S* __restrict__ gx, S* __restrict__ gy) {
@@ -204,6 +216,7 @@ void grad_row(const T* __restrict__ x, const T* __restrict__ y, const T* __restr
 
 // grad_weight = grad_photo * (sum over channels of photo_term) / C.
 template <typename T, typename S>
+SCDEPTH_CPU_CLONES
 void weight_grad_row(const S* __restrict__ gp, const T* __restrict__ acc, T inv_c, int64_t W,
                      S* __restrict__ out) {
   for (int64_t u = 0; u < W; ++u) out[u] = static_cast<S>(static_cast<T>(gp[u]) * (acc[u] * inv_c));
@@ -221,6 +234,7 @@ void weight_grad_row(const S* __restrict__ gp, const T* __restrict__ acc, T inv_
 constexpr double kTameMax = 1024.0;
 
 template <typename S>
+SCDEPTH_CPU_CLONES
 bool tame(const S* __restrict__ v, int64_t n) {
   using T = at::opmath_type<S>;
   // |=, not &&, and an integer as wide as T: the form gcc vectorises for float rows.
@@ -364,6 +378,7 @@ void forward_impl(const at::Tensor& tgt, const at::Tensor& warped, const at::Ten
 // k - 1 on both sides (L = W + 2(k - 1)); g[j * W + s] = sum over the windows containing
 // source column s, each counted as often as its taps read s.
 template <typename T>
+SCDEPTH_CPU_CLONES
 void adjoint_row(const T* f, T* g, int64_t W, int k) {
   const int64_t p = k / 2, L = W + 2 * (k - 1);
   for (int j = 0; j < 4; ++j) {
