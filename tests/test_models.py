@@ -29,6 +29,20 @@ def test_pose_net_is_small_at_start_and_differentiable():
     assert net.encoder.net.conv1.weight.shape[1] == 6
 
 
+@pytest.mark.parametrize("net_type", ["PoseNet", "RectifyNet"])
+def test_an_untrained_pose_net_tells_the_order_of_its_images(net_type):
+    # copies of one kernel on both images would see only their mean: the same output for
+    # (a, b) and (b, a), so the direction of the motion could not be learnt
+    import scdepth.models as models
+
+    torch.manual_seed(0)
+    net = getattr(models, net_type)(18).eval()
+    a, b = torch.randn(2, 3, 64, 96), torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        forward, backward = net(a, b), net(b, a)
+    assert (forward - backward).abs().max() > 0.01 * forward.abs().max()
+
+
 def test_pose_net_scales_rotation_and_translation_apart():
     """The raw output's translation is scaled by POSE_SCALE and its rotation by
     rotation_scale; a RectifyNet (rotation only) by rotation_scale alone."""

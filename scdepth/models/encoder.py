@@ -28,7 +28,8 @@ def load_imagenet(layers):
 class ResnetEncoder(nn.Module):
     """Features at strides 2, 4, 8, 16 and 32 of a ResNet-18/50 whose first convolution takes
     `num_images` stacked RGB images (ImageNet weights are repeated and divided, as in
-    Monodepth2, when more than one image is stacked)."""
+    Monodepth2, when more than one image is stacked; random weights are drawn for every
+    input channel)."""
 
     def __init__(self, layers=18, pretrained=False, num_images=1):
         super().__init__()
@@ -40,7 +41,13 @@ class ResnetEncoder(nn.Module):
         if num_images > 1:
             w = net.conv1.weight.data
             net.conv1 = nn.Conv2d(3 * num_images, 64, 7, stride=2, padding=3, bias=False)
-            net.conv1.weight.data = torch.cat([w] * num_images, 1) / num_images
+            if pretrained:
+                net.conv1.weight.data = torch.cat([w] * num_images, 1) / num_images
+            else:
+                # Each image its own weights: copies of one random kernel would make the
+                # network see only the images' mean, the same for (a, b) and (b, a), so a
+                # PoseNet could not tell which way the camera moved (and barely learns to).
+                nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
         del net.fc
         self.net = net
         expansion = 1 if layers == 18 else 4
