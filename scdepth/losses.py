@@ -30,11 +30,29 @@ def mean_on_mask(x, mask):
     return torch.where(n > MIN_VALID_PIXELS, mean, torch.zeros_like(mean))
 
 
+def identity_error(tgt_img, ref_img):
+    """Auto-mask's error of no motion: mean over channels of |tgt - ref| [B, 1, H, W], the
+    same (to the bit) for both warp directions of a pair."""
+    return (tgt_img - ref_img).abs().mean(1, keepdim=True)
+
+
 def pairwise_terms(
-    ops, tgt_img, ref_img, tgt_depth, ref_depth, pose, K, cfg, *, tgt_valid=None, ref_valid=None
+    ops,
+    tgt_img,
+    ref_img,
+    tgt_depth,
+    ref_depth,
+    pose,
+    K,
+    cfg,
+    *,
+    tgt_valid=None,
+    ref_valid=None,
+    identity=None,
 ):
     """One warp direction (ref -> tgt view): per-pixel photometric error weighted by the
-    self-discovered mask, its L1 part, D_diff (0 out of view) and the valid mask.
+    self-discovered mask, its L1 part, D_diff (0 out of view) and the valid mask. identity:
+    identity_error of the pair when already computed (auto-mask).
 
     pose maps tgt-camera points into the ref camera. All maps are [B, 1, H, W].
     tgt_valid, ref_valid (0/1 maps, or None for all ones) mark the pixels of each view that hold
@@ -62,7 +80,8 @@ def pairwise_terms(
         valid = valid * tgt_valid
     if not cfg.no_auto_mask:
         # Auto-mask (Monodepth2): keep pixels the warp explains better than no motion does.
-        identity = (tgt_img - ref_img).abs().mean(1, keepdim=True)
+        if identity is None:
+            identity = identity_error(tgt_img, ref_img)
         valid = valid * (l1.detach() < identity).to(valid.dtype)
     return photo, l1, d_diff, valid
 
@@ -110,11 +129,14 @@ def photo_and_geometry_loss(
     for ref_img, ref_depth, pose, pose_inv, ref_valid in zip(
         ref_imgs, ref_depths, poses, poses_inv, ref_valids, strict=True
     ):
+        identity = None if cfg.no_auto_mask else identity_error(tgt_img, ref_img)
         for direction, masks in (
             ((tgt_img, ref_img, tgt_depth, ref_depth, pose), dict(ref_valid=ref_valid)),
             ((ref_img, tgt_img, ref_depth, tgt_depth, pose_inv), dict(tgt_valid=ref_valid)),
         ):
-            photo, l1, d_diff, valid = pairwise_terms(ops, *direction, K, cfg, **masks)
+            photo, l1, d_diff, valid = pairwise_terms(
+                ops, *direction, K, cfg, identity=identity, **masks
+            )
             photos.append(photo)
             l1s.append(l1)
             d_diffs.append(d_diff)
