@@ -26,7 +26,7 @@ import sys
 import numpy as np
 import torch
 
-from scdepth import pose_eval
+from scdepth import checkpoint, pose_eval
 from scdepth import trajectory as tj
 
 
@@ -53,8 +53,8 @@ def angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.degrees(np.arccos(np.clip(cos, -1, 1)))
 
 
-def diagnose(checkpoint, data_root, split="val") -> dict:
-    net, size, rectify_net = checkpoint.load_pose_model(checkpoint)
+def diagnose(path, data_root, split="val") -> dict:
+    net, size, rectify_net = checkpoint.load_pose_model(path)
     scenes = pose_eval.pose_scenes(data_root, split)
     rows: dict[str, list] = {}
     steps = {"rot_err_deg": [], "rot_deg": [], "dir_err_deg": [], "len_pred": [], "len_gt": []}
