@@ -221,7 +221,15 @@ def edge_pair_draws(B, H, W, generator=None, *, maps=2, device=None):
 
 
 def edge_guided_pairs(magnitude, theta, u, dist):
-    """Point pairs along edge normals, M per image (static shapes, no host sync).
+    """Point pairs along edge normals, M per image (static shapes, no host sync): the pairs
+    (a, b), (b, c), (c, d) of edge_guided_points, as flat indices (A, B) into [B * H * W] and
+    the pairs' weights, each [3 * B * M]."""
+    flat, weight = edge_guided_points(magnitude, theta, u, dist)
+    return flat[:3].reshape(-1), flat[1:].reshape(-1), weight.expand(3, -1, -1).reshape(-1)
+
+
+def edge_guided_points(magnitude, theta, u, dist):
+    """Four points along edge normals, M anchors per image (static shapes, no host sync).
 
     The anchors of an image are its pixels whose gradient magnitude is >= 10% of its maximum
     (none when the maximum is 0). M of them are drawn by stratified sampling in index order:
@@ -231,8 +239,9 @@ def edge_guided_pairs(magnitude, theta, u, dist):
     b, c, d lie along the direction theta at signed distances (-d1, -d2, +d3, +d4), clamped to
     the image; pairs are (a, b), (b, c), (c, d).
 
-    magnitude, theta [B, H, W]; u [B, M], dist [4, B, M] (edge_pair_draws). Returns flat
-    indices (A, B) into [B * H * W] and the pairs' weights n / M, each [3 * B * M]."""
+    magnitude, theta [B, H, W]; u [B, M], dist [4, B, M] (edge_pair_draws). Returns the flat
+    indices of a, b, c, d into [B * H * W] as [4, B, M] and each anchor's weight n / M as
+    [B, M]."""
     Bn, H, W = magnitude.shape
     M = u.shape[1]
     u, dist = u.to(magnitude.device), dist.to(magnitude.device)  # drawn by a CPU generator
@@ -252,8 +261,7 @@ def edge_guided_pairs(magnitude, theta, u, dist):
     rows = (idx // W + torch.round(step * torch.sin(t)).long()).clamp(0, H - 1)
     b = torch.arange(Bn, device=mag.device).view(1, Bn, 1)
     flat = b * H * W + rows * W + cols  # [4, B, M]
-    weight = (n.to(magnitude.dtype) / M).expand(3, Bn, M)
-    return flat[:3].reshape(-1), flat[1:].reshape(-1), weight.reshape(-1)
+    return flat, (n.to(magnitude.dtype) / M).expand(Bn, M)
 
 
 def normal_ranking_loss(img, pseudo_depth, normal, pseudo_normal, generator=None, *, draws=None):
@@ -280,23 +288,34 @@ def normal_ranking_loss(img, pseudo_depth, normal, pseudo_normal, generator=None
     depth_edges = _dilate(d_mag >= EDGE_THRESHOLD * d_mag.flatten(1).amax(1).view(-1, 1, 1))
     img_mag = img_mag.masked_fill(depth_edges, 0)
     n_mag = n_mag.masked_fill(depth_edges | border, 0)
-    pairs = [
-        edge_guided_pairs(m, t, u[i], dist[i])
+    points = [
+        edge_guided_points(m, t, u[i], dist[i])
         for i, (m, t) in enumerate(((img_mag, img_theta), (n_mag, n_theta)))
     ]
-    A, B, weight = (torch.cat(p) for p in zip(*pairs, strict=True))
+    # The four points of every anchor of both maps: [2, 4, B * M]. Each point is gathered
+    # once; the pairs (a, b), (b, c), (c, d) are the slices [:3] and [1:] of what was gathered,
+    # in the order (map, pair, anchor).
+    flat = torch.stack([f.flatten(1) for f, _ in points])
+    weight = torch.stack([w.flatten() for _, w in points]).unsqueeze(1).expand(2, 3, -1)
     valid = ((pseudo_depth > 0) & torch.isfinite(pseudo_depth)).flatten()
-    weight = weight * (valid.index_select(0, A) & valid.index_select(0, B))
+    at = valid.index_select(0, flat.flatten()).view_as(flat)
+    weight = weight * (at[:, :3] & at[:, 1:])
     # Pixels without a valid pseudo-depth read zeros, once per pixel rather than per pair: a
     # pair touching one weighs 0, and its normals (maybe NaN) reach no gradient. Normals as
     # [3, B * H * W], so that each component is gathered from one contiguous row.
     n = torch.where(valid, normal.transpose(0, 1).reshape(3, -1), 0.0)
+
+    def pair_cosines(normals):  # |n_A . n_B| [2, 3, B * M]
+        g = normals.index_select(1, flat.flatten()).view(3, *flat.shape)
+        return (g[:, :, :3] * g[:, :, 1:]).sum(0).abs()
+
     with torch.no_grad():
-        ns = torch.where(valid, pseudo_normal.transpose(0, 1).reshape(3, -1), 0.0)
-        cos_star = (ns.index_select(1, A) * ns.index_select(1, B)).sum(0).abs()
+        cos_star = pair_cosines(
+            torch.where(valid, pseudo_normal.transpose(0, 1).reshape(3, -1), 0.0)
+        )
     # index_select, not n[:, A]: the backward of advanced indexing accumulates with atomic
     # adds on the CPU (index_put_), which makes the gradient depend on thread timing.
-    cos = (n.index_select(1, A) * n.index_select(1, B)).sum(0).abs()
+    cos = pair_cosines(n)
     return (weight * (cos - cos_star).abs()).sum() / weight.sum().clamp_min(1e-12)
 
 
