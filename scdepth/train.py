@@ -357,6 +357,10 @@ class Trainer:
             batch, why = to_device(next(batches), self.device), None
         except UnreadableFrame as e:  # a frame went missing mid-run
             batch, why = None, str(e)
+        except (ConnectionError, EOFError) as e:
+            # A worker killed while it handed a batch over (its shared memory comes through a
+            # socket), before torch noticed the death: reported as torch reports one.
+            raise RuntimeError(f"DataLoader worker lost while sending a batch ({e!r})") from e
         if self.dist.all_true(batch is not None):
             return batch
         self.stats.unreadable(self.step, why or "another rank's frame was unreadable")

@@ -243,3 +243,19 @@ def test_a_checkpoint_of_another_version_is_refused_saying_what_differs(tiny_syn
     with pytest.raises(checkpoint.CheckpointError, match="cannot read.*a_later_setting"):
         train.train(tiny_config(tiny_synthetic, epochs=2), out, resume=True, progress=False)
     assert config.from_dict(state["config"]).method == "sc_depth_v3"
+
+
+def test_a_connection_lost_to_a_worker_mid_batch_counts_as_its_death():
+    # a worker killed while handing a batch over: the socket breaks before torch sees the death
+    from types import SimpleNamespace
+
+    from scdepth import train
+
+    def batches():
+        raise ConnectionResetError(104, "Connection reset by peer")
+        yield
+
+    with pytest.raises(RuntimeError) as e:
+        train.Trainer.next_batch(SimpleNamespace(device=torch.device("cpu")), batches())
+    assert train.loader_worker_died(e.value)
+    assert "Connection reset by peer" in train.worker_death_message(e.value, Path("none.pt"))
