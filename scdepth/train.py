@@ -194,11 +194,18 @@ def loader_worker_died(e: BaseException) -> bool:
 
 def worker_death_message(e, last) -> str:
     """What to say when a loader worker died; `last`: the run's last.pt."""
-    try:
-        step = checkpoint.load(last)["step"]
+    kept = "no checkpoint was written yet"
+    for _ in range(3):
+        try:
+            step = checkpoint.load(last)["step"]
+        except checkpoint.CheckpointError as failed:
+            # torch's SIGCHLD handler may report the same death again in the middle of the
+            # read (any Python code of the main thread): then read again
+            if loader_worker_died(failed.__context__):
+                continue
+            break
         kept = f"--resume continues from {last} (step {step}) as the run would have gone on"
-    except checkpoint.CheckpointError:
-        kept = "no checkpoint was written yet"
+        break
     return (
         f"a data-loading worker died ({e}); the usual cause is the out-of-memory killer: lower "
         f"num_workers or batch_size. {kept}"

@@ -259,3 +259,25 @@ def test_a_connection_lost_to_a_worker_mid_batch_counts_as_its_death():
         train.Trainer.next_batch(SimpleNamespace(device=torch.device("cpu")), batches())
     assert train.loader_worker_died(e.value)
     assert "Connection reset by peer" in train.worker_death_message(e.value, Path("none.pt"))
+
+
+def test_the_death_message_reads_the_checkpoint_again_when_the_death_interrupts_it(
+    tiny_synthetic, tmp_path, monkeypatch
+):
+    # torch's SIGCHLD handler raises the worker's death wherever the main thread is: also
+    # inside the read of last.pt that the message quotes
+    from scdepth import train
+
+    out = tmp_path / "run"
+    train.train(tiny_config(tiny_synthetic, epochs=1), out, progress=False)
+    real, calls = torch.load, []
+
+    def interrupted_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("DataLoader worker (pid 1) is killed by signal: Killed.")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", interrupted_once)
+    message = train.worker_death_message(RuntimeError("DataLoader worker"), out / "last.pt")
+    assert len(calls) == 2 and "--resume continues from" in message
