@@ -220,14 +220,6 @@ def edge_pair_draws(B, H, W, generator=None, *, maps=2, device=None):
     return u, dist
 
 
-def edge_guided_pairs(magnitude, theta, u, dist):
-    """Point pairs along edge normals, M per image (static shapes, no host sync): the pairs
-    (a, b), (b, c), (c, d) of edge_guided_points, as flat indices (A, B) into [B * H * W] and
-    the pairs' weights, each [3 * B * M]."""
-    flat, weight = edge_guided_points(magnitude, theta, u, dist)
-    return flat[:3].reshape(-1), flat[1:].reshape(-1), weight.expand(3, -1, -1).reshape(-1)
-
-
 def edge_guided_points(magnitude, theta, u, dist):
     """Four points along edge normals, M anchors per image (static shapes, no host sync).
 
@@ -271,7 +263,7 @@ def normal_ranking_loss(img, pseudo_depth, normal, pseudo_normal, generator=None
     defined there). img [B, 3, H, W], pseudo_depth [B, 1, H, W], normals [B, 3, H, W].
 
     The mean over all pairs of every anchor of both edge maps, estimated from M anchors per
-    image and map (edge_guided_pairs); pairs touching a pixel without a valid pseudo-depth
+    image and map (edge_guided_points); pairs touching a pixel without a valid pseudo-depth
     weigh 0. draws: edge_pair_draws(B, H, W) (default: drawn from `generator`)."""
     Bn, _, H, W = img.shape
     u, dist = (

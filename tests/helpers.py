@@ -126,3 +126,12 @@ def read_tum(path):
     poses = np.tile(np.eye(4), (len(times), 1, 1))
     poses[:, :3, 3], poses[:, :3, :3] = rows[:, :3], quaternion_to_rotation(rows[:, 3:])
     return times, poses
+
+
+def edge_guided_pairs(magnitude, theta, u, dist):
+    """The pairs (a, b), (b, c), (c, d) of losses.edge_guided_points as flat indices (A, B)
+    into [B * H * W] and the pairs' weights, each [3 * B * M]: the form the tests check."""
+    from scdepth import losses
+
+    flat, weight = losses.edge_guided_points(magnitude, theta, u, dist)
+    return flat[:3].reshape(-1), flat[1:].reshape(-1), weight.expand(3, -1, -1).reshape(-1)

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from helpers import edge_guided_pairs
 
 from scdepth import losses
 from scdepth.geometry import depth_to_normals
@@ -64,7 +65,7 @@ def test_edge_guided_pairs_follow_the_edge_normal():
     theta[1] = math.pi / 2  # image 1: gradient along +v
     u, dist = losses.edge_pair_draws(2, 40, 40, torch.Generator().manual_seed(0), maps=1)
     M = losses.edge_anchor_count(40, 40)
-    A, B, weight = losses.edge_guided_pairs(mag, theta, u[0], dist[0])
+    A, B, weight = edge_guided_pairs(mag, theta, u[0], dist[0])
     assert A.shape == B.shape == weight.shape == (3 * 2 * M,)  # (a, b), (b, c), (c, d)
     torch.testing.assert_close(weight, torch.full_like(weight, 1 / M))  # n = 1 anchor
     b, rest = A // 1600, A % 1600
@@ -88,7 +89,7 @@ def test_edge_guided_pairs_draw_every_anchor_equally_often():
     total = torch.zeros(H * W, dtype=torch.float64)
     for seed in range(seeds):
         u, dist = losses.edge_pair_draws(2, H, W, torch.Generator().manual_seed(seed), maps=1)
-        A, _, weight = losses.edge_guided_pairs(mag, theta, u[0], torch.full_like(dist[0], 3))
+        A, _, weight = edge_guided_pairs(mag, theta, u[0], torch.full_like(dist[0], 3))
         w = weight.view(3, 2, M)
         assert (w[:, 0] == n / M).all() and (w[:, 1] == 0).all()
         drawn = A.view(3, 2, M)[0, 0] + 3  # point a lies 3 px left of its anchor

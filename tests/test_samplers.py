@@ -6,6 +6,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from helpers import edge_guided_pairs
 
 from scdepth import losses
 from scdepth.geometry import depth_to_normals, sobel
@@ -77,7 +78,7 @@ def new_pairs(img, pseudo_depth, pseudo_normal, draws):
     """(A, B, weight) of the new sampler, weight 0 where a point has no valid pseudo-depth."""
     u, dist = draws
     maps = edge_maps(img, pseudo_depth, pseudo_normal)
-    pairs = [losses.edge_guided_pairs(m, t, u[i], dist[i]) for i, (m, t) in enumerate(maps)]
+    pairs = [edge_guided_pairs(m, t, u[i], dist[i]) for i, (m, t) in enumerate(maps)]
     A, Bp, w = (torch.cat(p) for p in zip(*pairs, strict=True))
     valid = ((pseudo_depth > 0) & torch.isfinite(pseudo_depth)).flatten()
     return A, Bp, w * (valid[A] & valid[Bp]), [p[2].sum() for p in pairs]
