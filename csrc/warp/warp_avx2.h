@@ -7,14 +7,17 @@
 // the math; tests/test_warp.py compares the two paths.
 #pragma once
 
+#include <climits>
+#include <cstdint>
+#include <type_traits>
+
+#include "common/cpu_simd.h"
+#include "warp/warp.h"
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #define SCDEPTH_HAVE_AVX2_KERNELS 1
 
 #include <immintrin.h>
-
-#include <cstdint>
-
-#include "warp/warp.h"
 
 namespace scdepth::warp::avx2 {
 
@@ -48,7 +51,8 @@ SCDEPTH_AVX2 inline void lanes_at(const Params<float>& p, const float* depth_row
                            ps(p.M2[2]));
   L.z = _mm256_add_ps(_mm256_mul_ps(L.d, m), ps(p.t[2]));
   L.front = _mm256_and_ps(
-      _mm256_and_ps(_mm256_cmp_ps(L.d, zero, _CMP_GT_OQ), _mm256_cmp_ps(L.d, ps(INFINITY), _CMP_LT_OQ)),
+      _mm256_and_ps(_mm256_cmp_ps(L.d, zero, _CMP_GT_OQ),
+                    _mm256_cmp_ps(L.d, ps(INFINITY), _CMP_LT_OQ)),
       _mm256_cmp_ps(L.z, ps(float(kMinZ)), _CMP_GT_OQ));
   const __m256 inv_z = _mm256_div_ps(one, _mm256_blendv_ps(one, L.z, L.front));
   __m256 au = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(ps(p.A[0]), fu),
@@ -124,26 +128,49 @@ SCDEPTH_AVX2 inline int64_t forward_row(const Params<float>& p, const float* src
   return n;
 }
 
-// Depth and pose gradients of pixels [0, n) of row v (n as in forward_row): grad_depth row,
-// and the pose gradient added to gpose[12]. src: C planes of stride HW; grad: row v of the
-// first of C planes of stride HW.
+// The source-gradient scatter of one channel's 8 pixels: for each pixel in order, each
+// inside corner in order, plane[corner] += weight * g, the portable path's order of the same
+// additions (its pixels follow the block's). off and in: the block's corners, stored.
+SCDEPTH_AVX2 inline void scatter8(float* plane, const Lanes& L, __m256 g,
+                                  const int32_t (&off)[4][kLanes], const int (&in)[4]) {
+  alignas(32) float add[4][kLanes];
+  for (int k = 0; k < 4; ++k) _mm256_store_ps(add[k], _mm256_mul_ps(L.w[k], g));
+  for (int l = 0; l < kLanes; ++l) {
+    for (int k = 0; k < 4; ++k) {
+      if (in[k] >> l & 1) plane[off[k][l]] += add[k][l];
+    }
+  }
+}
+
+// Gradients of pixels [0, n) of row v (n as in forward_row): the grad_depth row, the pose
+// gradient added to gpose[12] and, unless gs is null, the source gradient scattered into
+// gs (the first of C gradient planes). src: C planes of stride HW; grad: row v of the first
+// of C planes of stride HW.
 SCDEPTH_AVX2 inline int64_t backward_row(const Params<float>& p, const float* src,
                                          const float* grad, int64_t C, int64_t HW, int H, int W,
                                          const float* depth_row, const float* gz_row, int v,
-                                         float* gd_row, float* gpose) {
+                                         float* gd_row, float* gpose, float* gs) {
   const int64_t n = W / kLanes * kLanes;
   const __m256 zero = _mm256_setzero_ps(), one = ps(1.f);
   __m256 acc[12];
   for (auto& a : acc) a = zero;
   Lanes L;
+  alignas(32) int32_t off[4][kLanes];
+  int in[4];
   for (int64_t u = 0; u < n; u += kLanes) {
     lanes_at(p, depth_row, u, float(v), H, W, L);
+    const bool scatter = gs != nullptr && _mm256_movemask_ps(L.any) != 0;
+    for (int k = 0; scatter && k < 4; ++k) {
+      _mm256_store_si256(reinterpret_cast<__m256i*>(off[k]), L.off[k]);
+      in[k] = _mm256_movemask_ps(L.in[k]);
+    }
     __m256 gu = zero, gv = zero;
     const __m256 one_fy = _mm256_sub_ps(one, L.fy), one_fx = _mm256_sub_ps(one, L.fx);
-    for (int64_t ch = 0; ch < C; ++ch) {  // sample_grad_uv()
+    for (int64_t ch = 0; ch < C; ++ch) {  // sample_grad_uv(), and the scatter
       __m256 val[4];
       gather4(src + ch * HW, L, val);
       const __m256 g = _mm256_loadu_ps(grad + ch * HW + u);
+      if (scatter) scatter8(gs + ch * HW, L, g, off, in);
       const __m256 du = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(val[1], val[0]), one_fy),
                                       _mm256_mul_ps(_mm256_sub_ps(val[3], val[2]), L.fy));
       const __m256 dv = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(val[2], val[0]), one_fx),
@@ -155,17 +182,17 @@ SCDEPTH_AVX2 inline int64_t backward_row(const Params<float>& p, const float* sr
     gv = _mm256_and_ps(L.any, gv);
     // backprop_pixel()
     const __m256 inv_z = _mm256_div_ps(one, L.z);
+    const __m256 gz = _mm256_loadu_ps(gz_row + u);
     __m256 gX[3];
     for (int j = 0; j < 3; ++j) {
       const __m256 t = _mm256_mul_ps(
           _mm256_add_ps(_mm256_mul_ps(gu, ps(p.K[j])), _mm256_mul_ps(gv, ps(p.K[3 + j]))),
           inv_z);
-      gX[j] = _mm256_add_ps(j == 2 ? _mm256_loadu_ps(gz_row + u) : zero, t);
+      gX[j] = _mm256_add_ps(j == 2 ? gz : zero, t);
     }
     gX[2] = _mm256_sub_ps(
         gX[2],
         _mm256_mul_ps(_mm256_add_ps(_mm256_mul_ps(gu, L.qu), _mm256_mul_ps(gv, L.qv)), inv_z));
-    const __m256 gz = _mm256_loadu_ps(gz_row + u);
     gX[0] = _mm256_and_ps(L.front, gX[0]);
     gX[1] = _mm256_and_ps(L.front, gX[1]);
     gX[2] = _mm256_blendv_ps(gz, gX[2], L.front);
@@ -179,10 +206,13 @@ SCDEPTH_AVX2 inline int64_t backward_row(const Params<float>& p, const float* sr
     __m256 gd = zero;
     for (int r = 0; r < 3; ++r) {
       const __m256 gXd = _mm256_mul_ps(gX[r], L.d);
-      for (int k = 0; k < 3; ++k) acc[4 * r + k] = _mm256_add_ps(acc[4 * r + k], _mm256_mul_ps(gXd, ray[k]));
+      for (int k = 0; k < 3; ++k) {
+        acc[4 * r + k] = _mm256_add_ps(acc[4 * r + k], _mm256_mul_ps(gXd, ray[k]));
+      }
       acc[4 * r + 3] = _mm256_add_ps(acc[4 * r + 3], gX[r]);
       const __m256 Rray = _mm256_add_ps(
-          _mm256_add_ps(_mm256_mul_ps(ps(p.R[3 * r]), ray[0]), _mm256_mul_ps(ps(p.R[3 * r + 1]), ray[1])),
+          _mm256_add_ps(_mm256_mul_ps(ps(p.R[3 * r]), ray[0]),
+                        _mm256_mul_ps(ps(p.R[3 * r + 1]), ray[1])),
           _mm256_mul_ps(ps(p.R[3 * r + 2]), ray[2]));
       gd = _mm256_add_ps(gd, _mm256_mul_ps(Rray, gX[r]));
     }
@@ -196,42 +226,37 @@ SCDEPTH_AVX2 inline int64_t backward_row(const Params<float>& p, const float* sr
   return n;
 }
 
-// The source-gradient scatter of pixels [0, n) of row v (n as in forward_row): for each
-// pixel in order, each channel, each inside corner in order, gs[corner] += weight * grad, the
-// portable path's order of the same additions. grad: row v of the first of C planes of
-// stride HW; gs: the first of the C gradient planes.
-SCDEPTH_AVX2 inline int64_t scatter_row(const Params<float>& p, const float* grad, int64_t C,
-                                        int64_t HW, int H, int W, const float* depth_row, int v,
-                                        float* gs) {
-  const int64_t n = W / kLanes * kLanes;
-  Lanes L;
-  alignas(32) int32_t off[4][kLanes];
-  alignas(32) float add[4][kLanes];
-  for (int64_t u = 0; u < n; u += kLanes) {
-    lanes_at(p, depth_row, u, float(v), H, W, L);
-    const int any = _mm256_movemask_ps(L.any);
-    if (any == 0) continue;
-    int in[4];
-    for (int k = 0; k < 4; ++k) {
-      _mm256_store_si256(reinterpret_cast<__m256i*>(off[k]), L.off[k]);
-      in[k] = _mm256_movemask_ps(L.in[k]);
-    }
-    for (int64_t ch = 0; ch < C; ++ch) {
-      const __m256 g = _mm256_loadu_ps(grad + ch * HW + u);
-      for (int k = 0; k < 4; ++k) _mm256_store_ps(add[k], _mm256_mul_ps(L.w[k], g));
-      float* plane = gs + ch * HW;
-      for (int l = 0; l < kLanes; ++l) {
-        for (int k = 0; k < 4; ++k) {
-          if (in[k] >> l & 1) plane[off[k][l]] += add[k][l];
-        }
-      }
-    }
-  }
-  return n;
-}
-
 #undef SCDEPTH_AVX2
 
 }  // namespace scdepth::warp::avx2
 
 #endif
+
+namespace scdepth::warp::avx2 {
+
+// Whether the kernels above serve an image of S with H * W = HW pixels: float32, plane
+// offsets within int32, a CPU with AVX2 and SCDEPTH_CPU_SIMD not "0".
+template <typename S>
+bool usable(int64_t HW) {
+#ifdef SCDEPTH_HAVE_AVX2_KERNELS
+  return std::is_same_v<S, float> && HW < INT_MAX && cpu_avx2_enabled();
+#else
+  return false;
+#endif
+}
+
+// Other types, and builds without the kernels: no pixel done, the portable path does the
+// row (the float32 overloads above win where they exist).
+template <typename T, typename S>
+int64_t forward_row(const Params<T>&, const S*, int64_t, int64_t, int, int, const S*, int, S*,
+                    S*, S*) {
+  return 0;
+}
+
+template <typename T, typename S>
+int64_t backward_row(const Params<T>&, const S*, const S*, int64_t, int64_t, int, int, const S*,
+                     const S*, int, S*, T*, T*) {
+  return 0;
+}
+
+}  // namespace scdepth::warp::avx2

@@ -10,11 +10,8 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <climits>
-#include <type_traits>
 #include <vector>
 
-#include "common/cpu_simd.h"
 #include "common/launch.h"
 #include "warp/warp.h"
 #include "warp/warp_avx2.h"
@@ -26,56 +23,6 @@ namespace {
 constexpr int64_t kGrainPixels = 8192;  // work per parallel_for chunk
 
 int64_t row_grain(int64_t W) { return std::max<int64_t>(1, kGrainPixels / std::max<int64_t>(W, 1)); }
-
-// The AVX2 row kernels apply to float32 images whose plane offsets fit in int32.
-template <typename S>
-bool use_avx2_rows(int64_t HW) {
-#ifdef SCDEPTH_HAVE_AVX2_KERNELS
-  return std::is_same_v<S, float> && HW < INT_MAX && cpu_avx2_enabled();
-#else
-  return false;
-#endif
-}
-
-// Pixels of a row done by the AVX2 kernels: none for other types (the portable path does the
-// whole row), the overloads below for float32.
-template <typename T, typename S>
-int64_t avx2_forward_row(const Params<T>&, const S*, int64_t, int64_t, int, int, const S*, int,
-                         S*, S*, S*) {
-  return 0;
-}
-
-template <typename T, typename S>
-int64_t avx2_backward_row(const Params<T>&, const S*, const S*, int64_t, int64_t, int, int,
-                          const S*, const S*, int, S*, T*) {
-  return 0;
-}
-
-template <typename T, typename S>
-int64_t avx2_scatter_row(const Params<T>&, const S*, int64_t, int64_t, int, int, const S*, int,
-                         T*) {
-  return 0;
-}
-
-#ifdef SCDEPTH_HAVE_AVX2_KERNELS
-inline int64_t avx2_forward_row(const Params<float>& p, const float* src, int64_t C, int64_t HW,
-                                int H, int W, const float* depth_row, int v, float* out,
-                                float* zo, float* va) {
-  return avx2::forward_row(p, src, C, HW, H, W, depth_row, v, out, zo, va);
-}
-
-inline int64_t avx2_backward_row(const Params<float>& p, const float* src, const float* grad,
-                                 int64_t C, int64_t HW, int H, int W, const float* depth_row,
-                                 const float* gz_row, int v, float* gd_row, float* gpose) {
-  return avx2::backward_row(p, src, grad, C, HW, H, W, depth_row, gz_row, v, gd_row, gpose);
-}
-
-inline int64_t avx2_scatter_row(const Params<float>& p, const float* grad, int64_t C,
-                                int64_t HW, int H, int W, const float* depth_row, int v,
-                                float* gs) {
-  return avx2::scatter_row(p, grad, C, HW, H, W, depth_row, v, gs);
-}
-#endif
 
 // project() for every pixel of one row, stored as structure of arrays. `front` is not
 // stored but derived again from depth and z' (a stored bool stops gcc's vectoriser).
@@ -132,16 +79,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cpu(const at::Tensor& src
     scalar_t* out = warped.mutable_data_ptr<scalar_t>();
     scalar_t* zo = computed_depth.mutable_data_ptr<scalar_t>();
     scalar_t* va = valid.mutable_data_ptr<scalar_t>();
-    const bool avx2 = use_avx2_rows<scalar_t>(HW);
+    const bool vector_rows = avx2::usable<scalar_t>(HW);
     at::parallel_for(0, B * H, row_grain(W), [&](int64_t begin, int64_t end) {
       RowProjection<T, scalar_t> proj(W);
       for (int64_t row = begin; row < end; ++row) {
         const int64_t b = row / H, v = row % H, first = b * HW + v * W;
         const auto params = make_params<T>(Kp + 9 * b, P + 12 * b);
         const int64_t done =
-            avx2 ? avx2_forward_row(params, s + b * C * HW, C, HW, int(H), int(W), d + first,
-                                    int(v), out + b * C * HW + v * W, zo + first, va + first)
-                 : 0;
+            vector_rows ? avx2::forward_row(params, s + b * C * HW, C, HW, int(H), int(W),
+                                            d + first, int(v), out + b * C * HW + v * W,
+                                            zo + first, va + first)
+                        : 0;
         if (done == W) continue;
         proj.compute(params, d + first, v);
         for (int64_t u = done; u < W; ++u) {
@@ -187,7 +135,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cpu(
       scalar_t* gd = grad_depth.mutable_data_ptr<scalar_t>();
       T* prow = pose_rows.mutable_data_ptr<T>();
       T* gs = need_src_grad ? grad_src.mutable_data_ptr<T>() : nullptr;
-      const bool avx2 = use_avx2_rows<scalar_t>(HW);
+      const bool vector_rows = avx2::usable<scalar_t>(HW);
       // One row of image b: depth and pose gradients (pose summed into pose_rows), and, when
       // `scatter`, the source gradient of all channels.
       auto row_backward = [&](RowProjection<T, scalar_t>& proj, int64_t b, int64_t v,
@@ -195,10 +143,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cpu(
         const int64_t first = b * HW + v * W;
         const auto p = make_params<T>(Kp + 9 * b, P + 12 * b);
         T gpose[12] = {};
+        T* gs_b = scatter ? gs + b * C * HW : nullptr;
         const int64_t done =
-            avx2 ? avx2_backward_row(p, s + b * C * HW, g + b * C * HW + v * W, C, HW, int(H), int(W),
-                                     d + first, gzp + first, int(v), gd + first, gpose)
-                 : 0;
+            vector_rows ? avx2::backward_row(p, s + b * C * HW, g + b * C * HW + v * W, C, HW,
+                                             int(H), int(W), d + first, gzp + first, int(v),
+                                             gd + first, gpose, gs_b)
+                        : 0;
         if (done < W) proj.compute(p, d + first, v);
         for (int64_t u = done; u < W; ++u) {
           const auto q = proj[u];
@@ -206,28 +156,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cpu(
           const auto c = corners(q, H, W);
           for (int64_t ch = 0; c.any && ch < C; ++ch) {
             const int64_t plane = (b * C + ch) * HW;
-            sample_grad_uv(s + plane, c, static_cast<T>(g[plane + v * W + u]), gu, gv);
+            const T go = static_cast<T>(g[plane + v * W + u]);
+            sample_grad_uv(s + plane, c, go, gu, gv);
+            if (scatter) {
+              for (int k = 0; k < 4; ++k) {
+                if (c.in[k]) gs[plane + c.off[k]] += c.w[k] * go;
+              }
+            }
           }
           gd[first + u] = static_cast<scalar_t>(backprop_pixel(
               p, q, static_cast<T>(d[first + u]), T(u), T(v), gu, gv,
               static_cast<T>(gzp[first + u]), gpose));
         }
         std::copy(gpose, gpose + 12, prow + 12 * (b * H + v));
-        if (!scatter) return;
-        const int64_t scattered =
-            avx2 ? avx2_scatter_row(p, g + b * C * HW + v * W, C, HW, int(H), int(W), d + first,
-                                    int(v), gs + b * C * HW)
-                 : 0;
-        for (int64_t u = scattered; u < W; ++u) {
-          const auto c = corners(proj[u], H, W);
-          for (int64_t ch = 0; c.any && ch < C; ++ch) {
-            const int64_t plane = (b * C + ch) * HW;
-            const T go = static_cast<T>(g[plane + v * W + u]);
-            for (int k = 0; k < 4; ++k) {
-              if (c.in[k]) gs[plane + c.off[k]] += c.w[k] * go;
-            }
-          }
-        }
       };
       if (B >= at::get_num_threads()) {
         // Enough images for every thread: one pass, an image per task, so that the scatter
