@@ -36,3 +36,15 @@ def resolve_device(name: str) -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return name
+
+
+def add_intrinsics(ap, resolution: str) -> None:
+    """--cam | --fx | --fov, and --fy --cx --cy: the intrinsics of images at `resolution`
+    (e.g. "source resolution"), read by data.prepare.intrinsics_from_options."""
+    cam = ap.add_mutually_exclusive_group()
+    cam.add_argument("--cam", help=f"cam.txt with the 3x3 intrinsics at the {resolution}")
+    cam.add_argument("--fx", type=float, help=f"focal length in pixels ({resolution})")
+    cam.add_argument("--fov", type=float, help="horizontal field of view in degrees")
+    ap.add_argument("--fy", type=float, help="default: fx")
+    ap.add_argument("--cx", type=float, help="default: the image centre")
+    ap.add_argument("--cy", type=float, help="default: the image centre")

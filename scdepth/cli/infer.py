@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from .. import checkpoint, clouds, infer
-from .common import add_device, add_progress, add_size, resolve_device
+from .common import add_device, add_intrinsics, add_progress, add_size, resolve_device
 
 
 def main(argv=None):
@@ -76,13 +76,7 @@ def add_point_options(ap: argparse.ArgumentParser) -> None:
         help="the frames in one voxel-downsampled cloud placed by the PoseNet's chained poses, "
         "with FILE.png (top view, trajectory) and FILE.tum.txt (trajectory)",
     )
-    cam = g.add_mutually_exclusive_group()
-    cam.add_argument("--cam", help="cam.txt: 3x3 intrinsics at the frames' resolution")
-    cam.add_argument("--fx", type=float, help="focal length in pixels (frames' resolution)")
-    cam.add_argument("--fov", type=float, help="horizontal field of view in degrees")
-    g.add_argument("--fy", type=float, help="default: fx")
-    g.add_argument("--cx", type=float, help="default: the image centre")
-    g.add_argument("--cy", type=float, help="default: the image centre")
+    add_intrinsics(g, "frames' resolution")
     g.add_argument(
         "--scale",
         type=float,

@@ -10,7 +10,7 @@ from ..data import prepare
 from ..data.layout import read_intrinsics
 from ..data.sources import FORMATS
 from ..data.sources.kitti import GT_PIXELS
-from .common import add_progress, add_size
+from .common import add_intrinsics, add_progress, add_size
 
 
 def main(argv=None) -> int:
@@ -22,13 +22,7 @@ def main(argv=None) -> int:
     ap.add_argument("--split", choices=prepare.SPLITS, default="train")
     ap.add_argument("--frames", metavar="A:B[:STEP]", help="slice of the source's frames")
     ap.add_argument("--stride", type=int, default=1, help="use every N-th selected frame")
-    cam = ap.add_mutually_exclusive_group()
-    cam.add_argument("--cam", help="cam.txt with the 3x3 intrinsics at the source resolution")
-    cam.add_argument("--fx", type=float, help="focal length in pixels (source resolution)")
-    cam.add_argument("--fov", type=float, help="horizontal field of view in degrees")
-    ap.add_argument("--fy", type=float, help="default: fx")
-    ap.add_argument("--cx", type=float, help="default: the image centre")
-    ap.add_argument("--cy", type=float, help="default: the image centre")
+    add_intrinsics(ap, "source resolution")
     ap.add_argument(
         "--dist", type=float, nargs="+", metavar="K", help="distortion k1 k2 p1 p2 [k3]"
     )
