@@ -31,7 +31,7 @@ import numpy as np
 from . import checkpoint as checkpoint_io
 from . import trajectory as tj
 from .data.layout import DatasetError, list_files, load_scene, read_image, read_scene_list
-from .data.poses import scene_poses, scene_times, to_homogeneous
+from .data.poses import relative_pose, scene_poses, scene_times, to_homogeneous
 from .data.specs import DATASETS
 from .pose_metrics import RPE_DELTA, SNIPPET, overall, public, scene_errors
 from .pose_report import format_pose_table, write_outputs
@@ -168,7 +168,7 @@ def predict_relative(
 
 def baseline_relative(gt: np.ndarray, kind: str) -> np.ndarray:
     """Relative poses T_t<-t+1 [N-1, 4, 4] of a baseline (see the module docstring)."""
-    steps = np.linalg.inv(gt[:-1]) @ gt[1:]
+    steps = relative_pose(gt[1:], gt[:-1])  # T_t<-t+1: target t+1, source t
     if kind == "zero":
         return np.tile(np.eye(4), (len(steps), 1, 1))
     if kind != "constant-velocity":
