@@ -1,8 +1,9 @@
 """Pose metrics of one predicted trajectory against its GT, per scene and pooled over scenes:
 the snippet ATE (SfMLearner / Monodepth2 protocol), the whole-trajectory ATE after Umeyama's
 Sim(3) alignment, and the RPE at the Sim(3) scale: KITTI's over path-length segments for
-driving data (a row per length, and their mean), TUM's over pairs RPE_DELTA apart for
-hand-held data (and, named as such, the one over consecutive frames). Pure functions."""
+driving data (a row per length, and the devkit's mean over all segments), TUM's over pairs
+RPE_DELTA apart for hand-held data (and, named as such, the one over consecutive frames).
+Pure functions."""
 
 from __future__ import annotations
 
@@ -35,8 +36,10 @@ def scene_errors(gt, pred, motion: str, times=None, delta: float = RPE_DELTA) ->
 
 
 def kitti_rpe(t, r, seg) -> dict:
-    """KITTI RPE of segments (t in m/m, r in rad/m, their lengths): a row per length (mean
-    over its segments, % and deg/100 m), and the mean over the lengths."""
+    """KITTI RPE of segments of one length set (t in m/m, r in rad/m, their lengths): a row
+    per length (the mean over its segments, % and deg/100 m), and the headline figure as the
+    devkit's stats.txt gives it: the mean over all the segments (so a length weighs by its
+    number of segments, not equally)."""
     by_length = {}
     for L in sorted(set(seg.tolist())):
         sel = seg == L
@@ -45,11 +48,9 @@ def kitti_rpe(t, r, seg) -> dict:
             "r_deg_100m": float(100 * np.degrees(r[sel].mean())),
             "segments": int(sel.sum()),
         }
-    rows = list(by_length.values())
-    mean = (lambda k: float(np.mean([x[k] for x in rows]))) if rows else (lambda k: None)
     return {
-        "rpe_t_pct": mean("t_pct"),
-        "rpe_r_deg_100m": mean("r_deg_100m"),
+        "rpe_t_pct": float(100 * t.mean()) if t.size else None,
+        "rpe_r_deg_100m": float(100 * np.degrees(r.mean())) if r.size else None,
         "rpe_segments": int(t.size),
         "rpe_by_length": by_length,
     }

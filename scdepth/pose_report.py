@@ -108,9 +108,9 @@ def rpe_legend(results) -> str:
     lengths = overall["rpe_lengths_m"]
     short = ", the short set: no 100 m segment" if min(lengths) < 100 else ""
     return (
-        f"KITTI RPE: the mean over segment lengths {min(lengths)}-{max(lengths)} m{short} of "
-        "each length's mean (translation %, rotation deg/100 m; per length in "
-        "pose_metrics.json, rpe_by_length)"
+        f"KITTI RPE over segments of {min(lengths)}-{max(lengths)} m{short}: the mean over all "
+        "segments, as the devkit's stats.txt (translation %, rotation deg/100 m; each length's "
+        "mean in pose_metrics.json, rpe_by_length)"
     )
 
 
@@ -135,4 +135,38 @@ def markdown_table(results, per_scene=True) -> str:
     for name, scene, m in _rows(results, per_scene):
         cells = " | ".join(_cell(m, k, f) for k, _, f in cols)
         lines.append(f"| {name} | {scene} | {cells} |")
-    return "\n".join(lines + ["", legend(results)])
+    lengths = length_table(results)
+    return "\n".join(lines + ["", legend(results)] + (["", lengths] if lengths else []))
+
+
+def length_table(results) -> str:
+    """Driving data: KITTI RPE per segment length, a row per length of each method's overall
+    figures (each length set of its own, never pooled), then the set's mean over all its
+    segments; "" for hand-held data or without segments."""
+    if results["motion"] != "driving":
+        return ""
+    lines = []
+    for name, r in results["methods"].items():
+        o = r["overall"]
+        sets = o.get("rpe_by_set") or {f"{min(o['rpe_lengths_m'])}-{max(o['rpe_lengths_m'])} m": o}
+        for set_name, m in sets.items():
+            for L, row in m["rpe_by_length"].items():
+                lines.append(
+                    f"| {name} | {set_name} | {L} | {row['segments']} | "
+                    f"{row['t_pct']:.2f} | {row['r_deg_100m']:.3f} |"
+                )
+            if m["rpe_by_length"]:
+                lines.append(
+                    f"| {name} | {set_name} | all | {m['rpe_segments']} | "
+                    f"{m['rpe_t_pct']:.2f} | {m['rpe_r_deg_100m']:.3f} |"
+                )
+    if not lines:
+        return ""
+    head = [
+        "KITTI RPE per segment length (all scenes of one length set; 'all': the mean over "
+        "all the set's segments, as the devkit's stats.txt):",
+        "",
+        "| method | length set | length [m] | segments | rpe_t% | rpe_r/100m |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    return "\n".join(head + lines)

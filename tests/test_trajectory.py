@@ -245,13 +245,15 @@ def test_tum_rpe_pairs_one_second_apart_by_hand():
 def test_kitti_rpe_rows_per_length_and_no_mixing_of_length_sets():
     from scdepth.pose_metrics import kitti_rpe, overall, scene_errors
 
-    t = np.array([0.1, 0.3, 0.2])
+    t = np.array([0.1, 0.3, 0.5])
     r = np.radians(np.array([0.01, 0.03, 0.05]))
     m = kitti_rpe(t, r, np.array([10.0, 10.0, 20.0]))
     assert m["rpe_by_length"]["10"] == pytest.approx({"t_pct": 20, "r_deg_100m": 2, "segments": 2})
-    assert m["rpe_by_length"]["20"]["t_pct"] == pytest.approx(20.0)
-    # the mean over lengths, each length weighing the same: (20 + 20) / 2, (2 + 5) / 2
-    assert m["rpe_t_pct"] == pytest.approx(20.0) and m["rpe_r_deg_100m"] == pytest.approx(3.5)
+    assert m["rpe_by_length"]["20"] == pytest.approx({"t_pct": 50, "r_deg_100m": 5, "segments": 1})
+    # the devkit's stats.txt: the mean over all segments, (10 + 30 + 50) / 3 and (1 + 3 + 5) / 3,
+    # not the mean of the lengths' means ((20 + 50) / 2 = 35, (2 + 5) / 2 = 3.5)
+    assert m["rpe_t_pct"] == pytest.approx(30.0) and m["rpe_r_deg_100m"] == pytest.approx(3.0)
+    assert kitti_rpe(np.zeros(0), np.zeros(0), np.zeros(0))["rpe_t_pct"] is None
     short = np.array([pose(c=(0, 0, z)) for z in range(31)])  # 30 m: the 10..50 m set
     long = np.array([pose(c=(0, 0, 5 * z)) for z in range(40)])  # 195 m: 100..800 m
     rows = {n: scene_errors(g, g * 1.0, "driving") for n, g in (("s", short), ("l", long))}
@@ -259,3 +261,39 @@ def test_kitti_rpe_rows_per_length_and_no_mixing_of_length_sets():
     assert mixed["rpe_t_pct"] is None and set(mixed["rpe_by_set"]) == {"10-50 m", "100-800 m"}
     one = overall({"s": rows["s"]}, "driving")
     assert one["rpe_lengths_m"] == list(tj.SHORT_LENGTHS) and one["rpe_t_pct"] < 1e-9
+
+
+def test_pose_table_has_a_row_per_segment_length_within_each_length_set():
+    from scdepth.pose_metrics import overall, scene_errors
+    from scdepth.pose_report import markdown_table
+
+    th = 0.01  # heading drifting about y: every segment has an error
+    short = np.array([pose(c=(0, 0, z)) for z in range(31)])  # 30 m: 10 m x2, 20 m x1
+    drift = np.array([pose(rot("y", th * z), (0, 0, z)) for z in range(31)])
+    long = np.array([pose(c=(0, 0, 5 * z)) for z in range(40)])  # 195 m: 100 m x2
+    rows = {"s": scene_errors(short, drift, "driving"), "l": scene_errors(long, long, "driving")}
+
+    def table(scenes):
+        o = overall(scenes, "driving")
+        results = {"motion": "driving", "methods": {"m": {"scenes": scenes, "overall": o}}}
+        cells = [[c.strip() for c in s.strip("|").split("|")] for s in markdown_table(results)
+                 .splitlines() if s.startswith("| m | ")]  # fmt: skip
+        return o, [c for c in cells if c[1].endswith(" m")]  # the per-length table's rows
+
+    o, cells = table({"s": rows["s"]})
+    assert [(c[1], c[2], c[3]) for c in cells] == [
+        ("10-50 m", "10", "2"), ("10-50 m", "20", "1"), ("10-50 m", "all", "3")
+    ]  # fmt: skip
+    t, r, seg = (rows["s"][k] for k in ("_t", "_r", "_seg"))
+    r = 100 * np.degrees(r)
+    assert t.max() > 0.01 and r.min() > 0.1  # every row below is a real error
+    assert float(cells[2][4]) == pytest.approx(100 * t.mean(), abs=0.005)
+    assert float(cells[2][5]) == pytest.approx(r.mean(), abs=5e-4)
+    assert float(cells[0][4]) == pytest.approx(100 * t[seg == 10].mean(), abs=0.005)
+    assert float(cells[1][5]) == pytest.approx(r[seg == 20].mean(), abs=5e-4)
+    assert o["rpe_t_pct"] == pytest.approx(100 * t.mean())
+    _, cells = table(rows)  # two length sets: each its own rows, never one pooled "all"
+    assert [c[1:3] for c in cells] == [
+        ["10-50 m", "10"], ["10-50 m", "20"], ["10-50 m", "all"],
+        ["100-800 m", "100"], ["100-800 m", "all"],
+    ]  # fmt: skip
