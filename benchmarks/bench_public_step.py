@@ -1,4 +1,4 @@
-"""A whole SC-DepthV3 training step against the public code's step pattern (issue 16 item 3).
+"""A whole SC-DepthV3 training step against the public code's step pattern.
 
     python -m benchmarks.bench_public_step [--size H W] [--batch B] [--repeat R]
         [--variants public,ours,...] [--threads N] [--out FILE]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-# The dataset sizes of the issue: (B, H, W) of one training batch.
+# The datasets' training sizes the targets are set at: (B, H, W) of one batch.
 SIZES = {"KITTI": (4, 256, 832), "DDAD": (4, 384, 640), "NYU": (8, 256, 320)}
 # --quick replaces them with this one (tests, dry runs of the GPU kit).
 QUICK_SIZES = {"TINY": (2, 64, 96)}

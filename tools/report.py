@@ -2,9 +2,9 @@
 
     python -m tools.report cpu.json [gpu.json ...] [-o benchmarks/RESULTS.md]
 
-One file per machine (a CPU run, a GPU run); the targets of issue 7 are checked against
-each, and every figure no file holds (e.g. all GPU figures on a machine without a GPU) is
-listed as unmeasured.
+One file per machine (a CPU run, a GPU run); the speed targets (OP_TARGETS, STEP_TARGETS) are
+checked against each, and every figure no file holds (e.g. all GPU figures on a machine
+without a GPU) is listed as unmeasured.
 """
 
 import argparse
@@ -84,7 +84,7 @@ def _at_target_size(row):
 
 
 def check_targets(results):
-    """[(target, machine, measured, status)] for every target of the issue, each machine kind
+    """[(target, machine, measured, status)] for every speed target, each machine kind
     without a result listed as unmeasured."""
     by_kind = {}
     for r in results:
@@ -243,7 +243,7 @@ def machines_section(results):
 
 
 def targets_section(results):
-    lines = ["## Targets (issue 7)", ""]
+    lines = ["## Speed targets", ""]
     lines += _table(["target", "machine", "measured", "status"], check_targets(results))
     return lines
 
