@@ -3,7 +3,7 @@
 # (benchmarks/RESULTS.md: "SC-DepthV2 against SC-Depth V1 under hand-held rotation"). Both runs use the same
 # data, seed, image size and schedule; only `method` differs. Run from the repository root:
 #
-#   experiments/v2_compare.sh                 # ~10 min per run on an idle 2-core CPU
+#   experiments/v2_compare.sh                 # two training runs (their time: RESULTS.md)
 #   DATA=/tmp/d OUT=/tmp/r EPOCHS=1 EPOCH_SIZE=2 SIZE='[64,64]' \
 #     SYNTH_ARGS='--size 64 80 --scenes 2 --frames 10' experiments/v2_compare.sh   # smoke test
 #
