@@ -72,7 +72,9 @@ class Config:
     data_root: str = "data/synthetic-indoor-24"
     synth_preset: str = "indoor"  # generated into data_root when it is missing (synthetic only)
     synth_scenes: int = 24  # training scenes generated (plus synth.VAL_SCENES val, one test)
-    image_size: tuple = (96, 128)  # (H, W), multiples of 32
+    # (H, W), multiples of 32; below the synthetic data's own size (data/specs.py), so that the
+    # default run fits a small CPU's time
+    image_size: tuple = (96, 128)
     sequence_length: int = 3
     skip_frames: int = 1
     # model
