@@ -242,7 +242,15 @@ def _run_parallel(jobs, workers, bar):
 
 
 def _check_args(
-    preset, image_size, num_scenes, frames_per_scene, dynamic_fraction, exposure_change
+    preset,
+    image_size,
+    num_scenes,
+    val_scenes,
+    frames_per_scene,
+    dynamic_fraction,
+    exposure_change,
+    rotation,
+    pseudo_error,
 ):
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
@@ -256,6 +264,24 @@ def _check_args(
         raise ValueError(f"dynamic_fraction must be in [0, 1), got {dynamic_fraction}")
     if not 0 <= exposure_change <= 0.5:
         raise ValueError(f"exposure_change must be in [0, 0.5], got {exposure_change}")
+    if not 0 <= rotation <= 0.3:
+        raise ValueError(f"rotation must be in [0, 0.3] rad, got {rotation}")
+    if not 1 <= val_scenes <= 100:
+        raise ValueError(f"val_scenes must be in [1, 100], got {val_scenes}")
+    if not 0 <= pseudo_error <= 10:
+        raise ValueError(f"pseudo_error must be in [0, 10], got {pseudo_error}")
+
+
+def _clear_output(out: Path, overwrite: bool) -> None:
+    """Refuses a non-empty ``out`` unless ``overwrite``, which removes only what generate writes."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{out}: not empty; pass overwrite=True (--overwrite) to replace")
+        for name in OUTPUTS:
+            p = out / name
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
 
 
 def generate(
@@ -293,22 +319,19 @@ def generate(
     image_size = tuple(int(v) for v in (image_size or DEFAULT_SIZE.get(preset, (0, 0))))
     if dynamic_fraction is None:
         dynamic_fraction = DEFAULT_DYNAMIC.get(preset, 0.2)
-    _check_args(preset, image_size, num_scenes, frames_per_scene, dynamic_fraction, exposure_change)
-    if not 0 <= rotation <= 0.3:
-        raise ValueError(f"rotation must be in [0, 0.3] rad, got {rotation}")
-    if not 1 <= val_scenes <= 100:
-        raise ValueError(f"val_scenes must be in [1, 100], got {val_scenes}")
-    if not 0 <= pseudo_error <= 10:
-        raise ValueError(f"pseudo_error must be in [0, 10], got {pseudo_error}")
+    _check_args(
+        preset,
+        image_size,
+        num_scenes,
+        val_scenes,
+        frames_per_scene,
+        dynamic_fraction,
+        exposure_change,
+        rotation,
+        pseudo_error,
+    )
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"{out}: not empty; pass overwrite=True (--overwrite) to replace")
-        for name in OUTPUTS:
-            p = out / name
-            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    _clear_output(out, overwrite)
     training = out / "training"
     val = [f"val_{i:02d}" for i in range(val_scenes)]
     names = [f"scene_{i:02d}" for i in range(num_scenes)] + val + ["test_00"]
