@@ -80,7 +80,10 @@ def test_non_finite_losses_are_skipped_then_stop_training(tiny_synthetic, tmp_pa
     assert [s["reason"] for s in skips if s["kind"] == "skip"] == ["non-finite geometry"] * 3
 
 
-def test_unreadable_frame_mid_run_is_skipped_and_counted(tiny_synthetic, tmp_path, monkeypatch):
+@pytest.mark.parametrize("workers", [0, 1])  # 1: the frame fails in a loader worker
+def test_unreadable_frame_mid_run_is_skipped_and_counted(
+    tiny_synthetic, tmp_path, monkeypatch, workers
+):
     import shutil
 
     root = tmp_path / "data"
@@ -96,7 +99,8 @@ def test_unreadable_frame_mid_run_is_skipped_and_counted(tiny_synthetic, tmp_pat
                 frame.unlink()  # every frame disappears mid-run
 
     monkeypatch.setattr(train.TrainFolder, "__init__", init_then_break)
-    run = train.train(tiny_config(root, epochs=1), tmp_path / "run", progress=False)
+    cfg = tiny_config(root, epochs=1, num_workers=workers)
+    run = train.train(cfg, tmp_path / "run", progress=False)
     assert run.skipped["unreadable"] == 2 and run.step == 2
     log = (tmp_path / "run" / "log.jsonl").read_text()
     assert "missing" in log
