@@ -131,9 +131,17 @@ def _atomic(out: Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        # mkstemp's file is private (0600); the exported model is for others to load
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, out)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _onnx(graph, args, net, meta, out):

@@ -6,6 +6,7 @@ outputs are named; refusals are clear."""
 from __future__ import annotations
 
 import json
+import os
 import warnings
 
 import pytest
@@ -114,6 +115,9 @@ def test_the_command_checks_its_export(ckpt, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "image: float32 [B, 3, H, W] RGB in [0, 1]" in printed
     assert "checked against the checkpoint's network at 96x64 and 160x96" in printed
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # readable as any file the user writes
     with pytest.raises(SystemExit):  # an existing file is kept
         export_cli.main([str(ckpt), "--format", "torchscript", "--out", str(out)])
     assert "exists" in capsys.readouterr().err
