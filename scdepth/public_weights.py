@@ -379,6 +379,42 @@ def _md2_pose(files, imported) -> dict:
     return place(PoseNet(18).state_dict(), mapped, "pose_encoder.pth + pose.pth (PoseNet)")
 
 
+# --- a public file given where a scdepth checkpoint is expected -------------------------------
+
+MONODEPTH2_KEYS = ("encoder.conv1.weight", "decoder.0.conv.conv.weight", "net.0.weight")
+
+
+def public_layout(path) -> str | None:
+    """The public layout of `path` ("sc_depth_pl" or "monodepth2") when it is one, else None;
+    read as read_foreign reads, running none of the file's code."""
+    try:
+        content = read_foreign(path)
+    except ImportRefused:
+        return None
+    state = content.get("state_dict")
+    if isinstance(state, dict) and any(str(k).startswith("depth_net.") for k in state):
+        return "sc_depth_pl"
+    if any(k in content for k in MONODEPTH2_KEYS):
+        return "monodepth2"
+    return None
+
+
+def import_hint(path) -> str | None:
+    """What to run when a public checkpoint is given to a command that reads ours."""
+    layout = public_layout(path)
+    if layout is None:
+        return None
+    path = Path(path)
+    what, source = {
+        "sc_depth_pl": ("an SC-Depth PyTorch Lightning checkpoint", path),
+        "monodepth2": ("a file of a Monodepth2 model folder", path.parent),
+    }[layout]
+    return (
+        f"{path} is {what}, not a scdepth checkpoint: convert it first with "
+        f"scdepth-import-weights {source} --from {layout} --out CHECKPOINT"
+    )
+
+
 # --- the command's work ----------------------------------------------------------------------
 
 READERS = {"sc_depth_pl": from_sc_depth, "monodepth2": from_monodepth2}

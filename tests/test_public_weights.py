@@ -19,6 +19,7 @@ from conftest import tiny_config
 
 from scdepth import checkpoint, public_weights, train
 from scdepth.cli import eval as eval_cli
+from scdepth.cli import export as export_cli
 from scdepth.cli import import_weights as import_cli
 from scdepth.cli import infer as infer_cli
 from scdepth.models import DepthNet, PoseNet
@@ -316,8 +317,9 @@ def md2_tensors(folder, name):
     return torch.load(folder / f"{name}.pth", weights_only=True)
 
 
-def test_monodepth2_lands_every_tensor_and_matches_hand_copied_nets(tmp_path):
-    folder = monodepth2_folder(tmp_path / "mono_640x192")
+@pytest.mark.parametrize("layers", [18, 50])
+def test_monodepth2_lands_every_tensor_and_matches_hand_copied_nets(tmp_path, layers):
+    folder = monodepth2_folder(tmp_path / "mono_640x192", layers=layers, pose_layers=layers)
     out = tmp_path / "md2.pt"
     assert (
         import_cli.main([str(folder / "depth.pth"), "--from", "monodepth2", "--out", str(out)]) == 0
@@ -330,12 +332,16 @@ def test_monodepth2_lands_every_tensor_and_matches_hand_copied_nets(tmp_path):
         name = f"decoder.{n}.conv.conv" if n is not None else "decoder.10.conv"
         return dec[f"{name}.weight"], dec[f"{name}.bias"]
 
-    hand = hand_depth_net(18, strip(enc, "encoder."), dec_weight)
+    hand = hand_depth_net(layers, strip(enc, "encoder."), dec_weight)
     for key, value in hand.state_dict().items():
         assert torch.equal(saved["depth_net"][key], value), key
     x = torch.randn(2, 3, 64, 96)
-    same_output(loaded(out, "depth_net", DepthNet(18)), hand, x)
+    same_output(loaded(out, "depth_net", DepthNet(layers)), hand, x)
     assert saved["config"]["image_size"] == [192, 640] and saved["config"]["method"] == "monodepth2"
+    assert saved["config"]["resnet_layers"] == layers
+    unused = {line.split()[0] for line in saved["source"]["unused"]}
+    coarse = {f"decoder.{n}.conv.{p}" for n in (11, 12, 13) for p in ("weight", "bias")}
+    assert unused >= {"encoder.fc.weight", "encoder.fc.bias"} | coarse
     assert public_weights.DISPARITY_RANGE in saved["source"]["approximations"]
 
 
@@ -381,6 +387,30 @@ def test_monodepth2_folder_without_the_files_is_refused(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(public_weights.ImportRefused, match="encoder.pth and depth.pth"):
         public_weights.read_public(tmp_path / "empty", "monodepth2")
+
+
+# --- a public file where a scdepth checkpoint is expected -------------------------------------
+
+
+def test_public_files_given_to_the_commands_name_the_import(tmp_path, capsys):
+    """scdepth-export, -infer and -eval read only scdepth checkpoints (checkpoint.load): a public
+    file is refused with the scdepth-import-weights command that converts it."""
+    ckpt = lightning_ckpt(tmp_path / "v3.ckpt", sc_depth_state())
+    folder = monodepth2_folder(tmp_path / "md2")
+    with pytest.raises(SystemExit):
+        export_cli.main([str(ckpt), "--format", "torchscript", "--out", str(tmp_path / "d.ts")])
+    want = f"scdepth-import-weights {ckpt} --from sc_depth_pl --out CHECKPOINT"
+    assert f"{ckpt} is an SC-Depth PyTorch Lightning checkpoint" in capsys.readouterr().err
+    for name in public_weights.MONODEPTH2_FILES:
+        with pytest.raises(checkpoint.CheckpointError) as e:
+            checkpoint.load(folder / name)
+        assert f"scdepth-import-weights {folder} --from monodepth2" in str(e.value), name
+    with pytest.raises(SystemExit):
+        eval_cli.main(["--checkpoint", str(ckpt), "--data-root", str(tmp_path), "--dataset", "nyu"])
+    assert want in capsys.readouterr().err
+    torch.save({"model": {"w": torch.zeros(1)}}, tmp_path / "other.pt")  # neither layout
+    with pytest.raises(checkpoint.CheckpointError, match="is not a scdepth checkpoint"):
+        checkpoint.load(tmp_path / "other.pt")
 
 
 # --- the result in use -----------------------------------------------------------------------

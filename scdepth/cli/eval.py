@@ -9,9 +9,13 @@ import sys
 from pathlib import Path
 
 from .. import evaluate
+from ..checkpoint import CheckpointError
 from ..data.specs import DATASETS
 from ..metrics import format_table
 from .common import add_device, add_progress, resolve_device
+
+# what ends the command with a usage error (a DatasetError is a ValueError)
+REFUSED = (ValueError, FileNotFoundError, ImportError, CheckpointError)
 
 
 def main(argv=None) -> int:
@@ -41,7 +45,7 @@ def main(argv=None) -> int:
             results = evaluate.evaluate_checkpoint(
                 a.checkpoint, a.data_root, a.dataset, device=resolve_device(a.device), **kw
             )
-    except (ValueError, FileNotFoundError, ImportError) as e:  # DatasetError is a ValueError
+    except REFUSED as e:
         ap.error(str(e))
     print(
         f"scdepth-eval {a.dataset} {a.split}"
