@@ -28,7 +28,8 @@ from tqdm import tqdm
 from . import checkpoint, clouds
 from .data import transforms as T
 from .data.layout import IMAGE_EXTS, list_files
-from .data.sources.common import read_bgr
+from .data.sources.common import SourceOptions
+from .data.sources.video import open_folder, open_video
 from .viz import depth_to_bgr
 
 FOLDER_FPS = 10.0  # frame rate of a video made from a folder of images
@@ -115,41 +116,25 @@ class Frames:
 
 def open_frames(source) -> Frames:
     """The frames of an image folder (in natural name order, as every folder of frames is
-    read) or of a video, as (name, RGB) pairs."""
+    read) or of a video, as (name, RGB) pairs, through the importers' readers."""
     source = Path(source)
+    if not source.exists():
+        raise ValueError(f"{source}: no such video file or image folder")
     if source.is_dir():
-        paths = list_files(source, IMAGE_EXTS)
-        if not paths:
-            raise ValueError(f"{source} holds no images ({', '.join(sorted(IMAGE_EXTS))})")
-        return Frames(_folder_frames(paths), len(paths), FOLDER_FPS, [p.stem for p in paths])
-    if not source.is_file():
-        raise ValueError(f"{source} is neither an image folder nor a video file")
-    cap = cv2.VideoCapture(str(source))
-    if not cap.isOpened():
-        raise ValueError(f"{source} could not be opened as a video")
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-    return Frames(_video_frames(source, cap), count or None, fps if 0 < fps < 1000 else FOLDER_FPS)
+        rec, names = open_folder(source, SourceOptions()), list_files(source, IMAGE_EXTS)
+        names = [p.stem for p in names]
+    else:
+        rec, names = open_video(source, SourceOptions()), None
+    return Frames(_rgb_frames(rec, names), rec.count, rec.fps or FOLDER_FPS, names)
 
 
-def _folder_frames(paths):
-    for p in paths:
-        yield p.stem, cv2.cvtColor(read_bgr(p), cv2.COLOR_BGR2RGB)
-
-
-def _video_frames(source, cap):
-    i = 0
-    try:
-        while True:
-            ok, img = cap.read()
-            if not ok:
-                break
-            yield f"{i:06d}", cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-            i += 1
-    finally:
-        cap.release()
-    if i == 0:
-        raise ValueError(f"{source} has no readable frames")
+def _rgb_frames(rec, names):
+    n = 0
+    for i, bgr, _ in rec.read(range(rec.count if names else sys.maxsize)):
+        yield (names[i] if names else f"{i:06d}"), cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        n += 1
+    if n == 0:
+        raise ValueError(f"{rec.source} has no readable frames")
 
 
 class StagedFolder:

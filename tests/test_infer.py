@@ -170,12 +170,14 @@ def test_bad_input_gets_clear_errors(ckpt, tmp_path, capsys):
     out = str(tmp_path / "out")
     garbage = tmp_path / "broken.mp4"
     garbage.write_bytes(b"not a video" * 100)
-    assert f"{garbage} could not be opened as a video" in _error(
+    assert f"{garbage}: OpenCV cannot open it as a video" in _error(
         capsys, [str(ckpt), str(garbage), "--out", out]
     )
     (tmp_path / "empty").mkdir()
-    assert "holds no images" in _error(capsys, [str(ckpt), str(tmp_path / "empty"), "--out", out])
-    assert "neither an image folder nor a video" in _error(
+    assert f"{tmp_path / 'empty'}: no .jpg, .jpeg, .png, .bmp images" in _error(
+        capsys, [str(ckpt), str(tmp_path / "empty"), "--out", out]
+    )
+    assert "no such video file or image folder" in _error(
         capsys, [str(ckpt), str(tmp_path / "nope"), "--out", out]
     )
     for size in (["50", "64"], ["0", "64"], ["-32", "64"]):

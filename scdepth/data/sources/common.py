@@ -45,6 +45,7 @@ class Recording:
     poses: np.ndarray | None = None  # [count, 4, 4] camera-to-world
     times: np.ndarray | None = None  # [count] seconds
     has_depth: bool = False
+    fps: float | None = None  # frames per second, where the source says (videos)
     notes: list[str] = field(default_factory=list)  # said in the log (choices made)
 
 

@@ -35,6 +35,7 @@ def open_video(source: Path, opts: SourceOptions) -> Recording:
     if not cap.isOpened():
         raise DatasetError(f"{source}: OpenCV cannot open it as a video")
     count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None  # may be approximate
+    fps = cap.get(cv2.CAP_PROP_FPS)
     cap.release()
 
     def read(selection: range):
@@ -51,4 +52,6 @@ def open_video(source: Path, opts: SourceOptions) -> Recording:
         finally:
             cap.release()
 
-    return Recording("video", source, count, read)
+    rec = Recording("video", source, count, read)
+    rec.fps = fps if 0 < fps < 1000 else None  # 0 or absurd where the container does not say
+    return rec
