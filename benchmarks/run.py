@@ -45,7 +45,12 @@ from benchmarks.common import (
     peak_bytes,
 )
 
-MODULES = ["benchmarks.bench_warp", "benchmarks.bench_photometric", "benchmarks.bench_pairs"]
+MODULES = [
+    "benchmarks.bench_warp",
+    "benchmarks.bench_photometric",
+    "benchmarks.bench_pairs",
+    "benchmarks.bench_normal_rank",
+]
 _LOGGED = set()
 
 

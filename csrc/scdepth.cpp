@@ -21,6 +21,15 @@ TORCH_LIBRARY(scdepth, m) {
   m.def("photometric_error_backward(Tensor grad_photo, Tensor grad_l1, Tensor tgt, "
         "Tensor warped, Tensor? weight, float alpha, int window) -> (Tensor, Tensor, Tensor)");
 
+  // Normal ranking error (csrc/normals): normal, pseudo_normal [B,3,H,W], valid [B,1,H,W] bool,
+  //   points [S,4,B,M] int64 (pixel indices of each image), weight [S,B,M]
+  //   -> (error [S,B,M], pair_weight [S,B,M]).
+  m.def("normal_rank_error(Tensor normal, Tensor pseudo_normal, Tensor valid, Tensor points, "
+        "Tensor weight) -> (Tensor, Tensor)");
+  // -> grad_normal [B,3,H,W].
+  m.def("normal_rank_error_backward(Tensor grad_error, Tensor normal, Tensor pseudo_normal, "
+        "Tensor valid, Tensor points, Tensor weight) -> Tensor");
+
   // Dynamic pair sampling (csrc/ranking): score [B,1,H,W], pseudo_depth [B,1,H,W] ->
   //   (idx_a [B,k] int64, idx_b [B,k] int64, label [B,k] int8), k = floor(ratio*H*W).
   //   seed is a SymInt so that torch.compile keeps it symbolic (no graph per seed).

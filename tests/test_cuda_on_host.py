@@ -1,7 +1,9 @@
-"""The CUDA kernels of sample_dynamic_pairs and inverse_warp, run on the host.
+"""The CUDA kernels of sample_dynamic_pairs, inverse_warp and normal_rank_error, run on the
+host.
 
-tests/pairs_cuda_host.cpp and tests/warp_cuda_host.cpp launch the kernels of
-csrc/ranking/pairs_kernels.cuh and csrc/warp/warp_kernels.cuh as the CUDA entry points do,
+tests/pairs_cuda_host.cpp, tests/warp_cuda_host.cpp and tests/normal_rank_cuda_host.cpp
+launch the kernels of csrc/ranking/pairs_kernels.cuh, csrc/warp/warp_kernels.cuh and
+csrc/normals/normal_rank_kernels.cuh as the CUDA entry points do,
 through tests/simt/cuda_runtime.h: every block runs as 256 threads with real barriers, warp
 shuffles and atomics. The kernels must then give the CPU kernels' results (bit for bit where
 no atomic or block reduction reorders a sum). The pair kernels also run under ThreadSanitizer,
@@ -20,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import build_host, warp_inputs
+from test_normal_rank import random_inputs as normal_rank_inputs
 from test_pairs import FLOAT_TYPES, k_of, random_inputs
 
 import scdepth.ops as ops
@@ -47,7 +50,7 @@ def build_all(folder, sources, *flags):
 
 @pytest.fixture(scope="module")
 def plain(tmp_path_factory):
-    sources = ("pairs_cuda_host.cpp", "warp_cuda_host.cpp")
+    sources = ("pairs_cuda_host.cpp", "warp_cuda_host.cpp", "normal_rank_cuda_host.cpp")
     return build_all(tmp_path_factory.mktemp("plain"), sources, "-O2")
 
 
@@ -170,3 +173,42 @@ def assert_warp_matches_cpu(exe, dtype, shape):
 @pytest.mark.parametrize("shape", [(3, 4, 12, 16), (2, 3, 33, 70)])  # 1 and 10 blocks per image
 def test_warp_kernels_on_the_host_match_cpu(plain, dtype, shape):
     assert_warp_matches_cpu(plain["warp_cuda_host.cpp"], dtype, shape)
+
+
+# ---- normal_rank_error
+
+
+def normal_rank_on_host(exe, normal, pseudo, valid, points, weight, grad_error):
+    """error, pair_weight and grad_normal from the CUDA kernels."""
+    S, _, B, M = points.shape
+    H, W = normal.shape[2:]
+    folder = Path(exe).parent
+    with open(folder / "in", "wb") as f:
+        torch.cat([t.reshape(-1) for t in (normal, pseudo, weight, grad_error)]).numpy().tofile(f)
+        points.numpy().tofile(f)
+        valid.to(torch.uint8).numpy().tofile(f)
+    execute(exe, [NAMES[normal.dtype], S, B, H, W, M, folder / "in", folder / "out"])
+    out = torch.from_numpy(np.fromfile(folder / "out", dtype=normal.numpy().dtype))
+    error, pair_weight, grad = out.split([S * B * M, S * B * M, normal.numel()])
+    return error.view(S, B, M), pair_weight.view(S, B, M), grad.view(normal.shape)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("shared", [True, False])  # colliding adds, or mostly distinct
+def test_normal_rank_kernels_on_the_host_match_cpu(plain, dtype, shared):
+    normal, pseudo, valid, points, weight = normal_rank_inputs(
+        B=2, H=20, W=24, M=700, seed=15, dtype=dtype, shared=shared
+    )  # 3 blocks per sampler and image: anchors of one block span two images
+    grad_error = torch.randn(weight.shape, generator=torch.Generator().manual_seed(16), dtype=dtype)
+    host = normal_rank_on_host(
+        plain["normal_rank_cuda_host.cpp"], normal, pseudo, valid, points, weight, grad_error
+    )
+    error, pair_weight = torch.ops.scdepth.normal_rank_error(normal, pseudo, valid, points, weight)
+    grad = torch.ops.scdepth.normal_rank_error_backward(
+        grad_error, normal, pseudo, valid, points, weight
+    )
+    assert torch.equal(host[0], error) and torch.equal(host[1], pair_weight)  # one math
+    assert torch.isfinite(host[2]).all() and host[2].abs().sum() > 0
+    scale = grad.abs().max().item()  # added with atomics: another order
+    tol = {F64: 1e-13, torch.float32: 2e-6}[dtype]
+    torch.testing.assert_close(host[2] / scale, grad / scale, rtol=tol, atol=tol)

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # benchmarks/ is not an installed package
 
 import scdepth.ops as ops  # noqa: E402
-from benchmarks import bench_pairs, bench_photometric, bench_warp  # noqa: E402
+from benchmarks import bench_normal_rank, bench_pairs, bench_photometric, bench_warp  # noqa: E402
 from tools import kernel_resources as kr  # noqa: E402
 
 KIB = 1024
@@ -241,6 +241,8 @@ def test_our_bytes_match_the_benchmarks_bytes_moved():
     assert by_op["sample_dynamic_pairs"] == pytest.approx(
         bench_pairs.bytes_moved(B, H, W)(f32) + select, rel=1e-5
     )
+    # normal_rank_error: + the zero fill of grad_normal
+    assert by_op["normal_rank_error"] == bench_normal_rank.bytes_moved(B, H, W)(f32) + 12 * n
 
 
 NCU_CSV = """==PROF== Connected to process 1234

@@ -61,7 +61,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 KIB = 1024
-THREADS = 256  # every kernel's block (kThreads in photometric_cuda.cu, warp_kernels.cuh, pairs)
+THREADS = 256  # every kernel's block (kThreads in photometric, warp, pairs and normals)
 KITTI = (4, 256, 832)  # benchmarks.common.SIZES["KITTI"]
 BANDWIDTHS = {"H100 SXM 3.35 TB/s": 3.35e12, "H200 4.8 TB/s": 4.8e12}
 WINDOWS = (3, 7)  # reported; the budget test checks every window
@@ -136,6 +136,8 @@ KERNELS = {
     ("pairs", "count_kernel"): ("sample_dynamic_pairs", "forward"),
     ("pairs", "emit_kernel"): ("sample_dynamic_pairs", "forward"),
     ("pairs", "partner_kernel"): ("sample_dynamic_pairs", "forward"),
+    ("normals", "forward_kernel"): ("normal_rank_error", "forward"),
+    ("normals", "backward_kernel"): ("normal_rank_error", "backward"),
 }
 
 
@@ -335,12 +337,15 @@ def kernel_table(rows, windows=WINDOWS):
 def kernel_traffic(B, H, W, e=4, C_photo=3, C_warp=4, ratio=0.2):
     """Minimal DRAM bytes of each launch of one call at (B, H, W), element size e:
     [(op, pass, kernel, launches per call, bytes per launch, what it moves)]."""
+    from scdepth.losses import edge_anchor_count
+
     n = B * H * W
     N = H * W
     k = math.floor(ratio * N + 0.5)  # scdepth.ops._checks.num_selected
     pairs = B * k
     blocks = B * math.ceil(N / THREADS)
     cp, cw = C_photo, C_warp
+    anchors = 2 * B * edge_anchor_count(H, W)  # normal ranking: two edge maps
     return [
         ("photometric_error", "forward", "photometric::forward_kernel", 1,
          (2 * cp + 3) * e * n, f"reads x, y ({cp} ch), weight; writes photo, l1: (2C+3)e/px"),
@@ -365,6 +370,15 @@ def kernel_traffic(B, H, W, e=4, C_photo=3, C_warp=4, ratio=0.2):
         ("sample_dynamic_pairs", "forward", "pairs::partner_kernel", 1,
          pairs * (8 + 4 + 2 * e + 8 + 1),
          "per pair reads idx_a, S_b[j], 2 pseudo depths; writes idx_b, label"),
+        ("normal_rank_error", "forward", "normals::forward_kernel", 1, anchors * (36 + 27 * e),
+         "per anchor reads 4 points (int64), their validity, 3 components at each in both "
+         "normal maps, the weight; writes error, pair weight: 36 + 27e"),
+        ("normal_rank_error", "backward", "at::zeros (grad_normal)", 1, 3 * e * n,
+         "the op zero-fills grad_normal before the atomics: 3e/px"),
+        ("normal_rank_error", "backward", "normals::backward_kernel", 1,
+         anchors * (36 + 26 * e) + 3 * e * n,
+         "per anchor reads grad_error, the weight, the points, their validity and normals; "
+         "grad_normal written once per pixel: 36 + 26e per anchor + 3e/px"),
     ]  # fmt: skip
 
 
@@ -413,13 +427,14 @@ class _TrafficMode:
 def cases(B, H, W):
     """[(name, op, build, backward)]: the benchmarks' calls (benchmarks/bench_*.py) that the
     traffic table, the reference count and the measurements share."""
-    from benchmarks import bench_pairs, bench_photometric, bench_warp
+    from benchmarks import bench_normal_rank, bench_pairs, bench_photometric, bench_warp
 
     return [
         *[(f"photometric_error k={k}", "photometric_error", bench_photometric.make(B, H, W, k),
            True) for k in WINDOWS],
         ("inverse_warp", "inverse_warp", bench_warp.make(B, H, W), True),
         ("sample_dynamic_pairs", "sample_dynamic_pairs", bench_pairs.make(B, H, W), False),
+        ("normal_rank_error", "normal_rank_error", bench_normal_rank.make(B, H, W), True),
     ]  # fmt: skip
 
 

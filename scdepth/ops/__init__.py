@@ -10,12 +10,14 @@ from types import SimpleNamespace
 from . import reference
 from ._ext import AVAILABLE as EXTENSION_AVAILABLE
 from ._ext import with_cuda
+from .normal_rank import normal_rank_error
 from .pairs import sample_dynamic_pairs
 from .photometric import photometric_error
 from .warp import inverse_warp
 
 __all__ = [
     "inverse_warp",
+    "normal_rank_error",
     "photometric_error",
     "sample_dynamic_pairs",
     "reference",
@@ -24,7 +26,7 @@ __all__ = [
     "with_cuda",
 ]
 
-_OPS = ("inverse_warp", "photometric_error", "sample_dynamic_pairs")
+_OPS = ("inverse_warp", "photometric_error", "sample_dynamic_pairs", "normal_rank_error")
 
 
 def get_backend(name):

@@ -213,3 +213,40 @@ def check_photometric_backward(grad_photo, grad_l1, tgt, warped, weight, alpha, 
     check_photometric(tgt, warped, weight, alpha, window)
     _check_map(grad_photo, "grad_photo", tgt)
     _check_map(grad_l1, "grad_l1", tgt)
+
+
+def check_normal_rank(normal, pseudo_normal, valid, points, weight):
+    check_floating(normal, "normal")
+    check_dim(normal, 4, "normal", "[B, 3, H, W]")
+    B, C, H, W = normal.shape
+    if C != 3:
+        raise ValueError(f"normal must be [B, 3, H, W], got {list(normal.shape)}")
+    check_floating(pseudo_normal, "pseudo_normal")
+    check_like(pseudo_normal, "pseudo_normal", normal, "normal")
+    if pseudo_normal.shape != normal.shape:
+        raise ValueError(
+            f"pseudo_normal must be shaped like normal {list(normal.shape)}, "
+            f"got {list(pseudo_normal.shape)}"
+        )
+    if valid.dtype != torch.bool:
+        raise TypeError(f"valid must be bool, got {valid.dtype}")
+    if tuple(valid.shape) != (B, 1, H, W):
+        raise ValueError(
+            f"valid must be [B, 1, H, W] like normal {list(normal.shape)}, got {list(valid.shape)}"
+        )
+    if points.dtype != torch.int64:
+        raise TypeError(f"points must be int64, got {points.dtype}")
+    if points.dim() != 4 or points.shape[1] != 4 or points.shape[2] != B:
+        raise ValueError(f"points must be [S, 4, B, M] with B = {B}, got {list(points.shape)}")
+    check_floating(weight, "weight")
+    check_like(weight, "weight", normal, "normal")
+    S, _, _, M = points.shape
+    if tuple(weight.shape) != (S, B, M):
+        raise ValueError(
+            f"weight must be [S, B, M] like points {list(points.shape)}, got {list(weight.shape)}"
+        )
+    for name, t in (("valid", valid), ("points", points)):
+        if t.device != normal.device:
+            raise ValueError(
+                f"{name} must be on the device of normal ({normal.device}), got {t.device}"
+            )

@@ -179,3 +179,28 @@ def photometric_error(tgt, warped, weight=None, *, alpha=0.85, window=3):
     if weight is not None:
         photo = photo * weight.to(ct)
     return photo.to(out_dtype), diff.mean(1, keepdim=True).to(out_dtype)
+
+
+def normal_rank_error(normal, pseudo_normal, valid, points, weight):
+    """Reference of scdepth.ops.normal_rank_error (see there for the contract)."""
+    _checks.check_normal_rank(normal, pseudo_normal, valid, points, weight)
+    out_dtype = normal.dtype
+    ct = _compute_dtype(out_dtype)
+    B, _, H, W = normal.shape
+    if points.numel() and bool(((points < 0) | (points >= H * W)).any()):
+        raise IndexError(f"points must be pixel indices in [0, H * W) = [0, {H * W})")
+    flat = (points + torch.arange(B, device=points.device).view(1, 1, B, 1) * (H * W)).flatten()
+    v = valid.flatten()
+    at = v.index_select(0, flat).view(points.shape)
+    counts = at[:, :3] & at[:, 1:]  # [S, 3, B, M]
+
+    def cosines(n):  # |n_i . n_j| of the pairs, [S, 3, B, M]; invalid pixels read zeros
+        n = torch.where(v, n.to(ct).transpose(0, 1).reshape(3, -1), 0.0)
+        g = n.index_select(1, flat).view(3, *points.shape)
+        return (g[:, :, :3] * g[:, :, 1:]).sum(0).abs()
+
+    err = torch.where(counts, (cosines(normal) - cosines(pseudo_normal.detach())).abs(), 0.0)
+    w = weight.detach().to(ct).unsqueeze(1)
+    error = (w * err).sum(1)
+    pair_weight = (w * counts).sum(1)
+    return error.to(out_dtype), pair_weight.to(out_dtype)

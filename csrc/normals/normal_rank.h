@@ -1,0 +1,84 @@
+// Per-anchor math of SC-DepthV3's edge-guided normal ranking loss, shared by the CPU and the
+// CUDA kernels.
+//
+// An anchor has four points a, b, c, d (pixel indices of one image) and a weight w; its pairs
+// are (a, b), (b, c), (c, d). A pair counts when both of its pixels are valid (a finite,
+// positive pseudo-depth); its error is | |n_i . n_j| - |p_i . p_j| |, n the predicted and p
+// the pseudo normals. The anchor's error is w times the sum over its counted pairs, its pair
+// weight w times their number. Normals are read from [B, 3, H, W] planes: component k of
+// pixel i of an image at normal[k * HW + i]. An invalid pixel's normals are never read.
+#pragma once
+
+#include <c10/macros/Macros.h>
+
+#include <cstdint>
+
+namespace scdepth::normals {
+
+constexpr int kPoints = 4;  // a, b, c, d
+constexpr int kPairs = 3;   // (a, b), (b, c), (c, d)
+
+template <typename T>
+C10_HOST_DEVICE inline T sign(T x) {
+  return T((x > T(0)) - (x < T(0)));  // 0 at 0, as torch.sign and the gradient of abs
+}
+
+template <typename T>
+C10_HOST_DEVICE inline T abs_of(T x) {
+  return x < T(0) ? -x : x;
+}
+
+// n_i . n_j, summed over the components in order 0, 1, 2.
+template <typename T, typename S>
+C10_HOST_DEVICE inline T dot3(const S* plane, int64_t HW, int64_t i, int64_t j) {
+  T s = T(0);
+  for (int k = 0; k < 3; ++k) {
+    s += static_cast<T>(plane[k * HW + i]) * static_cast<T>(plane[k * HW + j]);
+  }
+  return s;
+}
+
+// One anchor's pairs. idx: its four pixel indices (already checked to lie in [0, HW)); valid:
+// the image's validity map. For each pair: whether it counts, and, where it does, its error
+// and the slope of that error with respect to n_i . n_j (sign(|cos| - |cos*|) sign(cos)).
+template <typename T>
+struct AnchorPairs {
+  bool counts[kPairs];
+  T error[kPairs];
+  T slope[kPairs];
+};
+
+template <typename T, typename S>
+C10_HOST_DEVICE inline AnchorPairs<T> anchor_pairs(const S* normal, const S* pseudo_normal,
+                                                   const bool* valid, int64_t HW,
+                                                   const int64_t idx[kPoints]) {
+  AnchorPairs<T> r;
+  for (int j = 0; j < kPairs; ++j) {
+    const int64_t p = idx[j], q = idx[j + 1];
+    r.counts[j] = valid[p] && valid[q];
+    r.error[j] = T(0);
+    r.slope[j] = T(0);
+    if (!r.counts[j]) continue;
+    const T cos = dot3<T>(normal, HW, p, q);
+    const T cos_star = dot3<T>(pseudo_normal, HW, p, q);
+    const T diff = abs_of(cos) - abs_of(cos_star);
+    r.error[j] = abs_of(diff);
+    r.slope[j] = sign(diff) * sign(cos);
+  }
+  return r;
+}
+
+// The anchor's (error, pair weight) from its pairs and weight w.
+template <typename T>
+C10_HOST_DEVICE inline void anchor_error(const AnchorPairs<T>& r, T w, T& error, T& pair_weight) {
+  T e = T(0), n = T(0);
+  for (int j = 0; j < kPairs; ++j) {
+    if (!r.counts[j]) continue;
+    e += r.error[j];
+    n += T(1);
+  }
+  error = w * e;
+  pair_weight = w * n;
+}
+
+}  // namespace scdepth::normals

@@ -1,0 +1,52 @@
+// Argument checks of normal_rank_error, shared by its CPU and CUDA entry points.
+#pragma once
+
+#include "common/checks.h"
+
+namespace scdepth::normals {
+
+inline void check_args(const at::Tensor& normal, const at::Tensor& pseudo_normal,
+                       const at::Tensor& valid, const at::Tensor& points,
+                       const at::Tensor& weight) {
+  check_floating(normal, "normal");
+  check_dim(normal, 4, "normal", "[B, 3, H, W]");
+  TORCH_CHECK_VALUE(normal.size(1) == 3, "normal must be [B, 3, H, W], got ", shape_str(normal));
+  check_like(pseudo_normal, "pseudo_normal", normal, "normal");
+  TORCH_CHECK_VALUE(pseudo_normal.sizes() == normal.sizes(),
+                    "pseudo_normal must be shaped like normal ", shape_str(normal), ", got ",
+                    shape_str(pseudo_normal));
+  check_defined(valid, "valid");
+  TORCH_CHECK_TYPE(valid.scalar_type() == at::kBool, "valid must be bool, got ",
+                   valid.scalar_type());
+  TORCH_CHECK_VALUE(valid.device() == normal.device(), "valid must be on the device of normal (",
+                    normal.device(), "), got ", valid.device());
+  const int64_t B = normal.size(0), H = normal.size(2), W = normal.size(3);
+  TORCH_CHECK_VALUE(valid.dim() == 4 && valid.size(0) == B && valid.size(1) == 1 &&
+                        valid.size(2) == H && valid.size(3) == W,
+                    "valid must be [B, 1, H, W] like normal ", shape_str(normal), ", got ",
+                    shape_str(valid));
+  check_defined(points, "points");
+  TORCH_CHECK_TYPE(points.scalar_type() == at::kLong, "points must be int64, got ",
+                   points.scalar_type());
+  TORCH_CHECK_VALUE(points.device() == normal.device(),
+                    "points must be on the device of normal (", normal.device(), "), got ",
+                    points.device());
+  TORCH_CHECK_VALUE(points.dim() == 4 && points.size(1) == 4 && points.size(2) == B,
+                    "points must be [S, 4, B, M] with B = ", B, ", got ", shape_str(points));
+  check_like(weight, "weight", normal, "normal");
+  TORCH_CHECK_VALUE(weight.dim() == 3 && weight.size(0) == points.size(0) &&
+                        weight.size(1) == B && weight.size(2) == points.size(3),
+                    "weight must be [S, B, M] like points ", shape_str(points), ", got ",
+                    shape_str(weight));
+}
+
+inline void check_backward_args(const at::Tensor& grad_error, const at::Tensor& normal,
+                                const at::Tensor& pseudo_normal, const at::Tensor& valid,
+                                const at::Tensor& points, const at::Tensor& weight) {
+  check_args(normal, pseudo_normal, valid, points, weight);
+  check_like(grad_error, "grad_error", normal, "normal");
+  TORCH_CHECK_VALUE(grad_error.sizes() == weight.sizes(), "grad_error must be shaped like weight ",
+                    shape_str(weight), ", got ", shape_str(grad_error));
+}
+
+}  // namespace scdepth::normals
