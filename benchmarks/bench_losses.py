@@ -214,7 +214,7 @@ def term_fns(variant, method, b, cfg):
     normal = normal0.clone().requires_grad_()
     g = torch.Generator()
     fns["normal_rank"] = lambda: losses.normal_ranking_loss(
-        tgt, pseudo, normal, pseudo_normal, generator=g.manual_seed(0)
+        ops, tgt, pseudo, normal, pseudo_normal, generator=g.manual_seed(0)
     ).backward()
     return fns
 

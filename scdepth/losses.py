@@ -231,9 +231,9 @@ def edge_guided_points(magnitude, theta, u, dist):
     b, c, d lie along the direction theta at signed distances (-d1, -d2, +d3, +d4), clamped to
     the image; pairs are (a, b), (b, c), (c, d).
 
-    magnitude, theta [B, H, W]; u [B, M], dist [4, B, M] (edge_pair_draws). Returns the flat
-    indices of a, b, c, d into [B * H * W] as [4, B, M] and each anchor's weight n / M as
-    [B, M]."""
+    magnitude, theta [B, H, W]; u [B, M], dist [4, B, M] (edge_pair_draws). Returns the pixel
+    indices of a, b, c, d in their image ([0, H * W)) as [4, B, M] and each anchor's weight
+    n / M as [B, M]."""
     Bn, H, W = magnitude.shape
     M = u.shape[1]
     u, dist = u.to(magnitude.device), dist.to(magnitude.device)  # drawn by a CPU generator
@@ -251,12 +251,12 @@ def edge_guided_points(magnitude, theta, u, dist):
     step = dist * sign
     cols = (idx % W + torch.round(step * torch.cos(t)).long()).clamp(0, W - 1)
     rows = (idx // W + torch.round(step * torch.sin(t)).long()).clamp(0, H - 1)
-    b = torch.arange(Bn, device=mag.device).view(1, Bn, 1)
-    flat = b * H * W + rows * W + cols  # [4, B, M]
-    return flat, (n.to(magnitude.dtype) / M).expand(Bn, M)
+    return rows * W + cols, (n.to(magnitude.dtype) / M).expand(Bn, M)
 
 
-def normal_ranking_loss(img, pseudo_depth, normal, pseudo_normal, generator=None, *, draws=None):
+def normal_ranking_loss(
+    ops, img, pseudo_depth, normal, pseudo_normal, generator=None, *, draws=None
+):
     """Edge-guided normal ranking loss (SC-DepthV3 Local Structure Refinement): for point pairs
     across image edges and pseudo-normal edges, the predicted |n_A . n_B| should match the
     pseudo-normals'. Depth discontinuities of the pseudo-depth are excluded (normals are not
@@ -264,7 +264,8 @@ def normal_ranking_loss(img, pseudo_depth, normal, pseudo_normal, generator=None
 
     The mean over all pairs of every anchor of both edge maps, estimated from M anchors per
     image and map (edge_guided_points); pairs touching a pixel without a valid pseudo-depth
-    weigh 0. draws: edge_pair_draws(B, H, W) (default: drawn from `generator`)."""
+    weigh 0. ops: the backend (scdepth.ops.get_backend), whose normal_rank_error gathers the
+    pairs' normals. draws: edge_pair_draws(B, H, W) (default: drawn from `generator`)."""
     Bn, _, H, W = img.shape
     u, dist = (
         draws if draws is not None else edge_pair_draws(Bn, H, W, generator, device=img.device)
@@ -284,31 +285,15 @@ def normal_ranking_loss(img, pseudo_depth, normal, pseudo_normal, generator=None
         edge_guided_points(m, t, u[i], dist[i])
         for i, (m, t) in enumerate(((img_mag, img_theta), (n_mag, n_theta)))
     ]
-    # The four points of every anchor of both maps: [2, 4, B * M]. Each point is gathered
-    # once; the pairs (a, b), (b, c), (c, d) are the slices [:3] and [1:] of what was gathered,
-    # in the order (map, pair, anchor).
-    flat = torch.stack([f.flatten(1) for f, _ in points])
-    weight = torch.stack([w.flatten() for _, w in points]).unsqueeze(1).expand(2, 3, -1)
-    valid = ((pseudo_depth > 0) & torch.isfinite(pseudo_depth)).flatten()
-    at = valid.index_select(0, flat.flatten()).view_as(flat)
-    weight = weight * (at[:, :3] & at[:, 1:])
-    # Pixels without a valid pseudo-depth read zeros, once per pixel rather than per pair: a
-    # pair touching one weighs 0, and its normals (maybe NaN) reach no gradient. Normals as
-    # [3, B * H * W], so that each component is gathered from one contiguous row.
-    n = torch.where(valid, normal.transpose(0, 1).reshape(3, -1), 0.0)
-
-    def pair_cosines(normals):  # |n_A . n_B| [2, 3, B * M]
-        g = normals.index_select(1, flat.flatten()).view(3, *flat.shape)
-        return (g[:, :, :3] * g[:, :, 1:]).sum(0).abs()
-
-    with torch.no_grad():
-        cos_star = pair_cosines(
-            torch.where(valid, pseudo_normal.transpose(0, 1).reshape(3, -1), 0.0)
-        )
-    # index_select, not n[:, A]: the backward of advanced indexing accumulates with atomic
-    # adds on the CPU (index_put_), which makes the gradient depend on thread timing.
-    cos = pair_cosines(n)
-    return (weight * (cos - cos_star).abs()).sum() / weight.sum().clamp_min(1e-12)
+    valid = (pseudo_depth > 0) & torch.isfinite(pseudo_depth)
+    error, pair_weight = ops.normal_rank_error(
+        normal,
+        pseudo_normal.to(normal.dtype),
+        valid,
+        torch.stack([p for p, _ in points]),
+        torch.stack([w for _, w in points]).to(normal.dtype),
+    )
+    return error.sum() / pair_weight.sum().clamp_min(1e-12)
 
 
 # SC-DepthV3 public code (losses/mask_ranking_loss.py): theta = 0.15 is the ordinal margin,

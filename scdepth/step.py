@@ -144,7 +144,7 @@ def loss_terms(
         pseudo_normal = depth_to_normals(batch["pseudo_depth"], K)
         terms["normal_matching"] = losses.normal_matching_loss(normal, pseudo_normal)
         terms["normal_rank"] = losses.normal_ranking_loss(
-            tgt, batch["pseudo_depth"], normal, pseudo_normal, draws=draws["edge_pairs"]
+            ops, tgt, batch["pseudo_depth"], normal, pseudo_normal, draws=draws["edge_pairs"]
         )
     total = sum(w[k] * terms[k] for k in TERMS if w.get(k))
     return total, terms

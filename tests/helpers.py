@@ -133,5 +133,7 @@ def edge_guided_pairs(magnitude, theta, u, dist):
     into [B * H * W] and the pairs' weights, each [3 * B * M]: the form the tests check."""
     from scdepth import losses
 
-    flat, weight = losses.edge_guided_points(magnitude, theta, u, dist)
+    pixel, weight = losses.edge_guided_points(magnitude, theta, u, dist)
+    B, H, W = magnitude.shape
+    flat = pixel + torch.arange(B).view(1, B, 1) * (H * W)
     return flat[:3].reshape(-1), flat[1:].reshape(-1), weight.expand(3, -1, -1).reshape(-1)

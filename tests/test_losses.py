@@ -8,6 +8,9 @@ from helpers import edge_guided_pairs
 
 from scdepth import losses
 from scdepth.geometry import depth_to_normals
+from scdepth.ops import get_backend
+
+EXT = get_backend("ext")
 
 
 def intrinsics(B, f=50.0, cx=15.5, cy=11.5):
@@ -119,11 +122,11 @@ def test_normal_ranking_loss_is_zero_for_matching_normals_and_grows_otherwise():
     img[:, :, :, 8:12] = 1.0
     n_star = depth_to_normals(pseudo, K)
     gen = torch.Generator().manual_seed(0)
-    assert losses.normal_ranking_loss(img, pseudo, n_star, n_star, gen) == 0
+    assert losses.normal_ranking_loss(EXT, img, pseudo, n_star, n_star, gen) == 0
     draws = losses.edge_pair_draws(2, 24, 32, torch.Generator().manual_seed(0))
-    assert losses.normal_ranking_loss(img, pseudo, n_star, n_star, draws=draws) == 0
+    assert losses.normal_ranking_loss(EXT, img, pseudo, n_star, n_star, draws=draws) == 0
     n = depth_to_normals(depth[:1].expand(2, 1, 24, 32), K).requires_grad_()
-    loss = losses.normal_ranking_loss(img, pseudo, n, n_star, torch.Generator().manual_seed(0))
+    loss = losses.normal_ranking_loss(EXT, img, pseudo, n, n_star, torch.Generator().manual_seed(0))
     assert loss > 0.01
     loss.backward()
     assert n.grad.abs().sum() > 0
@@ -208,7 +211,7 @@ def test_normal_ranking_gradient_does_not_depend_on_thread_timing():
     def loss():
         gen = torch.Generator().manual_seed(1)
         return losses.normal_ranking_loss(
-            img, pseudo, depth_to_normals(depth, K), pseudo_normal, gen
+            EXT, img, pseudo, depth_to_normals(depth, K), pseudo_normal, gen
         )
 
     assert "IndexBackward0" not in backward_nodes(loss())
