@@ -28,19 +28,25 @@ C10_HOST_DEVICE inline T abs_of(T x) {
   return x < T(0) ? -x : x;
 }
 
-// n_i . n_j, summed over the components in order 0, 1, 2.
-template <typename T, typename S>
-C10_HOST_DEVICE inline T dot3(const S* plane, int64_t HW, int64_t i, int64_t j) {
-  T s = T(0);
-  for (int k = 0; k < 3; ++k) {
-    s += static_cast<T>(plane[k * HW + i]) * static_cast<T>(plane[k * HW + j]);
-  }
-  return s;
-}
+// The normals of one image in [3, H, W] planes: component k of pixel i at plane[k * HW + i].
+template <typename S>
+struct PlanarNormals {
+  const S* normal;
+  const S* pseudo;
+  const bool* valid;
+  int64_t HW;
 
-// One anchor's pairs. idx: its four pixel indices (already checked to lie in [0, HW)); valid:
-// the image's validity map. For each pair: whether it counts, and, where it does, its error
-// and the slope of that error with respect to n_i . n_j (sign(|cos| - |cos*|) sign(cos)).
+  C10_HOST_DEVICE bool is_valid(int64_t i) const { return valid[i]; }
+  template <typename T>
+  C10_HOST_DEVICE T n(int64_t i, int k) const { return static_cast<T>(normal[k * HW + i]); }
+  template <typename T>
+  C10_HOST_DEVICE T p(int64_t i, int k) const { return static_cast<T>(pseudo[k * HW + i]); }
+};
+
+// One anchor's pairs. idx: its four pixel indices (already checked to lie in [0, HW)); N: the
+// image's normals and validity (PlanarNormals, or the CPU's packed pixels). For each pair:
+// whether it counts, and, where it does, its error and the slope of that error with respect
+// to n_i . n_j (sign(|cos| - |cos*|) sign(cos)). Dot products sum components 0, 1, 2 in order.
 template <typename T>
 struct AnchorPairs {
   bool counts[kPairs];
@@ -48,19 +54,20 @@ struct AnchorPairs {
   T slope[kPairs];
 };
 
-template <typename T, typename S>
-C10_HOST_DEVICE inline AnchorPairs<T> anchor_pairs(const S* normal, const S* pseudo_normal,
-                                                   const bool* valid, int64_t HW,
-                                                   const int64_t idx[kPoints]) {
+template <typename T, typename Normals>
+C10_HOST_DEVICE inline AnchorPairs<T> anchor_pairs(const Normals& N, const int64_t idx[kPoints]) {
   AnchorPairs<T> r;
   for (int j = 0; j < kPairs; ++j) {
-    const int64_t p = idx[j], q = idx[j + 1];
-    r.counts[j] = valid[p] && valid[q];
+    const int64_t a = idx[j], b = idx[j + 1];
+    r.counts[j] = N.is_valid(a) && N.is_valid(b);
     r.error[j] = T(0);
     r.slope[j] = T(0);
     if (!r.counts[j]) continue;
-    const T cos = dot3<T>(normal, HW, p, q);
-    const T cos_star = dot3<T>(pseudo_normal, HW, p, q);
+    T cos = T(0), cos_star = T(0);
+    for (int k = 0; k < 3; ++k) {
+      cos += N.template n<T>(a, k) * N.template n<T>(b, k);
+      cos_star += N.template p<T>(a, k) * N.template p<T>(b, k);
+    }
     const T diff = abs_of(cos) - abs_of(cos_star);
     r.error[j] = abs_of(diff);
     r.slope[j] = sign(diff) * sign(cos);

@@ -45,7 +45,8 @@ __global__ void __launch_bounds__(kThreads)
   if (a >= anchors) return;
   int64_t idx[kPoints];
   const int64_t b = anchor_points(points, a, B, M, HW, idx);
-  const auto r = anchor_pairs<T>(normal + b * 3 * HW, pseudo + b * 3 * HW, valid + b * HW, HW, idx);
+  const PlanarNormals<scalar_t> N{normal + b * 3 * HW, pseudo + b * 3 * HW, valid + b * HW, HW};
+  const auto r = anchor_pairs<T>(N, idx);
   T e, count;
   anchor_error(r, static_cast<T>(weight[a]), e, count);
   error[a] = static_cast<scalar_t>(e);
@@ -65,7 +66,7 @@ __global__ void __launch_bounds__(kThreads)
   int64_t idx[kPoints];
   const int64_t b = anchor_points(points, a, B, M, HW, idx);
   const scalar_t* n = normal + b * 3 * HW;
-  const auto r = anchor_pairs<T>(n, pseudo + b * 3 * HW, valid + b * HW, HW, idx);
+  const auto r = anchor_pairs<T>(PlanarNormals<scalar_t>{n, pseudo + b * 3 * HW, valid + b * HW, HW}, idx);
   const T g = static_cast<T>(grad_error[a]) * static_cast<T>(weight[a]);
   T* gb = grad + b * 3 * HW;
   for (int j = 0; j < kPairs; ++j) {
