@@ -44,14 +44,15 @@ def make(B, H, W):
 
 def bytes_moved(B, H, W):
     # forward, per anchor: 4 indices, 4 validity bytes, the 3 components of 4 points in both
-    # normal maps, its weight; writes its error and pair weight. Backward, per anchor: the same
-    # reads and grad_error instead of the writes; grad_normal written once per pixel.
+    # normal maps, its weight; writes its error, pair weight and 3 pair slopes. Backward, per
+    # anchor: grad_error, the slopes, the indices and the predicted normals; grad_normal
+    # written once per pixel.
     def count(dtype):
         from scdepth.losses import edge_anchor_count
 
         e = torch.finfo(dtype).bits // 8
         anchors = MAPS * B * edge_anchor_count(H, W)
-        return anchors * ((36 + 27 * e) + (36 + 26 * e)) + 3 * e * B * H * W
+        return anchors * ((36 + 30 * e) + (32 + 16 * e)) + 3 * e * B * H * W
 
     return count
 

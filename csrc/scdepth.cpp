@@ -23,12 +23,13 @@ TORCH_LIBRARY(scdepth, m) {
 
   // Normal ranking error (csrc/normals): normal, pseudo_normal [B,3,H,W], valid [B,1,H,W] bool,
   //   points [S,4,B,M] int64 (pixel indices of each image), weight [S,B,M]
-  //   -> (error [S,B,M], pair_weight [S,B,M]).
+  //   -> (error [S,B,M], pair_weight [S,B,M], pair_slope [S,B,M,3] in the compute type: what
+  //   the backward needs, d error / d (n_i . n_j) of each pair).
   m.def("normal_rank_error(Tensor normal, Tensor pseudo_normal, Tensor valid, Tensor points, "
-        "Tensor weight) -> (Tensor, Tensor)");
+        "Tensor weight) -> (Tensor, Tensor, Tensor)");
   // -> grad_normal [B,3,H,W].
-  m.def("normal_rank_error_backward(Tensor grad_error, Tensor normal, Tensor pseudo_normal, "
-        "Tensor valid, Tensor points, Tensor weight) -> Tensor");
+  m.def("normal_rank_error_backward(Tensor grad_error, Tensor normal, Tensor points, "
+        "Tensor pair_slope) -> Tensor");
 
   // Dynamic pair sampling (csrc/ranking): score [B,1,H,W], pseudo_depth [B,1,H,W] ->
   //   (idx_a [B,k] int64, idx_b [B,k] int64, label [B,k] int8), k = floor(ratio*H*W).

@@ -3,7 +3,8 @@
 //   normal_rank_cuda_host DTYPE S B H W M IN OUT
 // DTYPE: f32 or f64. IN, raw and concatenated: normal and pseudo_normal [B, 3, H, W], weight
 // and grad_error [S, B, M] in DTYPE, then points [S, 4, B, M] int64, then valid [B, H, W] as
-// one byte each. OUT: error, pair_weight [S, B, M] and grad_normal [B, 3, H, W], in DTYPE.
+// one byte each. OUT: error, pair_weight [S, B, M], pair_slope [S, B, M, 3] and grad_normal
+// [B, 3, H, W], in DTYPE.
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -35,13 +36,14 @@ int run(int64_t S, int64_t B, int64_t H, int64_t W, int64_t M, const char* in, c
   const T *normal = floats.data(), *pseudo = normal + img;
   const T *weight = pseudo + img, *grad_error = weight + anchors;
 
-  std::vector<T> result(2 * anchors + img, T(0));
-  T *error = result.data(), *pair_weight = error + anchors, *grad = pair_weight + anchors;
+  std::vector<T> result(5 * anchors + img, T(0));
+  T *error = result.data(), *pair_weight = error + anchors, *pair_slope = pair_weight + anchors;
+  T* grad = pair_slope + kPairs * anchors;
   const int64_t blocks = (anchors + kThreads - 1) / kThreads;
   simt::launch(blocks, kThreads, forward_kernel<T>, normal, pseudo, valid, points.data(),
-               weight, error, pair_weight, B, M, HW, anchors);
-  simt::launch(blocks, kThreads, backward_kernel<T>, grad_error, normal, pseudo, valid,
-               points.data(), weight, grad, B, M, HW, anchors);
+               weight, error, pair_weight, pair_slope, B, M, HW, anchors);
+  simt::launch(blocks, kThreads, backward_kernel<T>, grad_error, normal, points.data(),
+               static_cast<const T*>(pair_slope), grad, B, M, HW, anchors);
   f = std::fopen(out, "wb");
   if (f == nullptr || std::fwrite(result.data(), sizeof(T), result.size(), f) != result.size()) {
     return 2;

@@ -179,7 +179,7 @@ def test_warp_kernels_on_the_host_match_cpu(plain, dtype, shape):
 
 
 def normal_rank_on_host(exe, normal, pseudo, valid, points, weight, grad_error):
-    """error, pair_weight and grad_normal from the CUDA kernels."""
+    """error, pair_weight, pair_slope and grad_normal from the CUDA kernels."""
     S, _, B, M = points.shape
     H, W = normal.shape[2:]
     folder = Path(exe).parent
@@ -189,8 +189,14 @@ def normal_rank_on_host(exe, normal, pseudo, valid, points, weight, grad_error):
         valid.to(torch.uint8).numpy().tofile(f)
     execute(exe, [NAMES[normal.dtype], S, B, H, W, M, folder / "in", folder / "out"])
     out = torch.from_numpy(np.fromfile(folder / "out", dtype=normal.numpy().dtype))
-    error, pair_weight, grad = out.split([S * B * M, S * B * M, normal.numel()])
-    return error.view(S, B, M), pair_weight.view(S, B, M), grad.view(normal.shape)
+    n = S * B * M
+    error, pair_weight, slope, grad = out.split([n, n, 3 * n, normal.numel()])
+    return (
+        error.view(S, B, M),
+        pair_weight.view(S, B, M),
+        slope.view(S, B, M, 3),
+        grad.view(normal.shape),
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -203,12 +209,11 @@ def test_normal_rank_kernels_on_the_host_match_cpu(plain, dtype, shared):
     host = normal_rank_on_host(
         plain["normal_rank_cuda_host.cpp"], normal, pseudo, valid, points, weight, grad_error
     )
-    error, pair_weight = torch.ops.scdepth.normal_rank_error(normal, pseudo, valid, points, weight)
-    grad = torch.ops.scdepth.normal_rank_error_backward(
-        grad_error, normal, pseudo, valid, points, weight
-    )
-    assert torch.equal(host[0], error) and torch.equal(host[1], pair_weight)  # one math
-    assert torch.isfinite(host[2]).all() and host[2].abs().sum() > 0
+    cpu = torch.ops.scdepth.normal_rank_error(normal, pseudo, valid, points, weight)
+    grad = torch.ops.scdepth.normal_rank_error_backward(grad_error, normal, points, cpu[2])
+    for name, h, c in zip(("error", "pair_weight", "pair_slope"), host[:3], cpu, strict=True):
+        assert torch.equal(h, c), name  # one per-anchor math
+    assert torch.isfinite(host[3]).all() and host[3].abs().sum() > 0
     scale = grad.abs().max().item()  # added with atomics: another order
     tol = {F64: 1e-13, torch.float32: 2e-6}[dtype]
-    torch.testing.assert_close(host[2] / scale, grad / scale, rtol=tol, atol=tol)
+    torch.testing.assert_close(host[3] / scale, grad / scale, rtol=tol, atol=tol)

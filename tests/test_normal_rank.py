@@ -186,3 +186,19 @@ def test_cuda_matches_cpu(dtype):
         cuda = forward_and_grad(ops.normal_rank_error, *(t.cuda() for t in inputs), g.cuda())
     for name, x, y in zip(("error", "pair_weight", "grad"), cuda, cpu, strict=True):
         torch.testing.assert_close(x.cpu(), y, **TOL[dtype], msg=name)
+
+
+def test_raw_backward_checks_its_arguments():
+    normal, pseudo, valid, points, weight = random_inputs(seed=17, dtype=torch.float32)
+    _, _, slope = torch.ops.scdepth.normal_rank_error(normal, pseudo, valid, points, weight)
+    grad_error = torch.ones_like(weight)
+    backward = torch.ops.scdepth.normal_rank_error_backward
+    assert backward(grad_error, normal, points, slope).shape == normal.shape
+    with pytest.raises(IndexError, match="points must be pixel indices"):
+        backward(grad_error, normal, points + 10_000, slope)
+    with pytest.raises(TypeError, match="pair_slope must be"):
+        backward(grad_error, normal, points, slope.double())
+    with pytest.raises(ValueError, match="pair_slope must be"):
+        backward(grad_error, normal, points, slope[..., :2])
+    with pytest.raises(ValueError, match="grad_error must be"):
+        backward(grad_error[:1], normal, points, slope)

@@ -370,15 +370,15 @@ def kernel_traffic(B, H, W, e=4, C_photo=3, C_warp=4, ratio=0.2):
         ("sample_dynamic_pairs", "forward", "pairs::partner_kernel", 1,
          pairs * (8 + 4 + 2 * e + 8 + 1),
          "per pair reads idx_a, S_b[j], 2 pseudo depths; writes idx_b, label"),
-        ("normal_rank_error", "forward", "normals::forward_kernel", 1, anchors * (36 + 27 * e),
+        ("normal_rank_error", "forward", "normals::forward_kernel", 1, anchors * (36 + 30 * e),
          "per anchor reads 4 points (int64), their validity, 3 components at each in both "
-         "normal maps, the weight; writes error, pair weight: 36 + 27e"),
+         "normal maps, the weight; writes error, pair weight, 3 pair slopes: 36 + 30e"),
         ("normal_rank_error", "backward", "at::zeros (grad_normal)", 1, 3 * e * n,
          "the op zero-fills grad_normal before the atomics: 3e/px"),
         ("normal_rank_error", "backward", "normals::backward_kernel", 1,
-         anchors * (36 + 26 * e) + 3 * e * n,
-         "per anchor reads grad_error, the weight, the points, their validity and normals; "
-         "grad_normal written once per pixel: 36 + 26e per anchor + 3e/px"),
+         anchors * (32 + 16 * e) + 3 * e * n,
+         "per anchor reads grad_error, its 3 pair slopes, the points and their normals; "
+         "grad_normal written once per pixel: 32 + 16e per anchor + 3e/px"),
     ]  # fmt: skip
 
 

@@ -75,6 +75,23 @@ C10_HOST_DEVICE inline AnchorPairs<T> anchor_pairs(const Normals& N, const int64
   return r;
 }
 
+// d error / d (n_i . n_j) of the anchor's pairs: w times each pair's slope (0 where a pair
+// does not count), what the backward needs of the forward.
+template <typename T>
+C10_HOST_DEVICE inline void anchor_slopes(const AnchorPairs<T>& r, T w, T* slope) {
+  for (int j = 0; j < kPairs; ++j) slope[j] = w * r.slope[j];
+}
+
+// The gradient of one pair into its two points: k = grad_error * slope of the pair.
+// add(i, c, v) adds v to component c of pixel i's gradient; n(i, c) reads the normal.
+template <typename T, typename Add, typename Read>
+C10_HOST_DEVICE inline void pair_grad(T k, int64_t i, int64_t q, const Read& n, const Add& add) {
+  for (int c = 0; c < 3; ++c) {
+    add(i, c, k * n(q, c));
+    add(q, c, k * n(i, c));
+  }
+}
+
 // The anchor's (error, pair weight) from its pairs and weight w.
 template <typename T>
 C10_HOST_DEVICE inline void anchor_error(const AnchorPairs<T>& r, T w, T& error, T& pair_weight) {

@@ -1,6 +1,8 @@
 // Argument checks of normal_rank_error, shared by its CPU and CUDA entry points.
 #pragma once
 
+#include <ATen/OpMathType.h>
+
 #include "common/checks.h"
 
 namespace scdepth::normals {
@@ -41,12 +43,36 @@ inline void check_args(const at::Tensor& normal, const at::Tensor& pseudo_normal
 }
 
 inline void check_backward_args(const at::Tensor& grad_error, const at::Tensor& normal,
-                                const at::Tensor& pseudo_normal, const at::Tensor& valid,
-                                const at::Tensor& points, const at::Tensor& weight) {
-  check_args(normal, pseudo_normal, valid, points, weight);
+                                const at::Tensor& points, const at::Tensor& pair_slope) {
+  check_floating(normal, "normal");
+  check_dim(normal, 4, "normal", "[B, 3, H, W]");
+  TORCH_CHECK_VALUE(normal.size(1) == 3, "normal must be [B, 3, H, W], got ", shape_str(normal));
+  check_defined(points, "points");
+  TORCH_CHECK_TYPE(points.scalar_type() == at::kLong, "points must be int64, got ",
+                   points.scalar_type());
+  TORCH_CHECK_VALUE(points.device() == normal.device(),
+                    "points must be on the device of normal (", normal.device(), "), got ",
+                    points.device());
+  const int64_t B = normal.size(0), S = points.dim() == 4 ? points.size(0) : 0;
+  TORCH_CHECK_VALUE(points.dim() == 4 && points.size(1) == 4 && points.size(2) == B,
+                    "points must be [S, 4, B, M] with B = ", B, ", got ", shape_str(points));
+  const int64_t M = points.size(3);
   check_like(grad_error, "grad_error", normal, "normal");
-  TORCH_CHECK_VALUE(grad_error.sizes() == weight.sizes(), "grad_error must be shaped like weight ",
-                    shape_str(weight), ", got ", shape_str(grad_error));
+  TORCH_CHECK_VALUE(grad_error.dim() == 3 && grad_error.size(0) == S &&
+                        grad_error.size(1) == B && grad_error.size(2) == M,
+                    "grad_error must be [S, B, M] like points ", shape_str(points), ", got ",
+                    shape_str(grad_error));
+  check_defined(pair_slope, "pair_slope");
+  TORCH_CHECK_TYPE(pair_slope.scalar_type() == at::toOpMathType(normal.scalar_type()),
+                   "pair_slope must be ", at::toOpMathType(normal.scalar_type()), ", got ",
+                   pair_slope.scalar_type());
+  TORCH_CHECK_VALUE(pair_slope.device() == normal.device(),
+                    "pair_slope must be on the device of normal (", normal.device(), "), got ",
+                    pair_slope.device());
+  TORCH_CHECK_VALUE(pair_slope.dim() == 4 && pair_slope.size(0) == S && pair_slope.size(1) == B &&
+                        pair_slope.size(2) == M && pair_slope.size(3) == 3,
+                    "pair_slope must be [S, B, M, 3] like points ", shape_str(points), ", got ",
+                    shape_str(pair_slope));
 }
 
 }  // namespace scdepth::normals

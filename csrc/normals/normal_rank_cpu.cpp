@@ -1,11 +1,10 @@
-// CPU kernels of normal_rank_error. Both passes first pack each pixel's normal, pseudo-normal
-// and validity into 8 consecutive values, so that a point costs one cache line instead of
-// seven (the points of an anchor are scattered over the image). The forward then runs
-// parallel over anchors. The backward computes each pair's coefficient (grad * weight *
-// slope) parallel over anchors, then adds the gradients parallel over images: an image's
-// anchors touch only its own pixels, so no two threads write one pixel, and every image is
-// summed in one fixed order (map, anchor, pair). The result is deterministic and the same at
-// any thread count.
+// CPU kernels of normal_rank_error. The forward packs each pixel's normal, pseudo-normal and
+// validity into 8 consecutive values, so that a point costs one cache line instead of seven
+// (the points of an anchor are scattered over the image), and runs parallel over anchors; it
+// also keeps each pair's slope. The backward multiplies the slopes by the incoming gradient
+// and adds the pairs' gradients parallel over images: an image's anchors touch only its own
+// pixels, so no two threads write one pixel, and every image is summed in one fixed order
+// (map, anchor, pair). The result is deterministic and the same at any thread count.
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
@@ -115,7 +114,7 @@ void check_points(bool bad, int64_t HW) {
                     HW, ")");
 }
 
-std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& normal_,
+std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cpu(const at::Tensor& normal_,
                                                const at::Tensor& pseudo_normal_,
                                                const at::Tensor& valid_, const at::Tensor& points_,
                                                const at::Tensor& weight_) {
@@ -127,7 +126,9 @@ std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& normal_,
   const int64_t M = points.size(3), anchors = points.size(0) * B * M;
   auto error = at::zeros(weight.sizes(), weight.options());
   auto pair_weight = at::zeros(weight.sizes(), weight.options());
-  if (anchors == 0) return {error, pair_weight};
+  auto pair_slope = at::zeros({points.size(0), B, M, kPairs},
+                              weight.options().dtype(at::toOpMathType(weight.scalar_type())));
+  if (anchors == 0) return {error, pair_weight, pair_slope};
   std::atomic<bool> bad{false};
   SCDEPTH_DISPATCH_FLOATING(normal.scalar_type(), "normal_rank_error_cpu", [&] {
     using T = at::opmath_type<scalar_t>;
@@ -138,6 +139,7 @@ std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& normal_,
     const scalar_t* w = weight.const_data_ptr<scalar_t>();
     scalar_t* err = error.mutable_data_ptr<scalar_t>();
     scalar_t* pw = pair_weight.mutable_data_ptr<scalar_t>();
+    T* ps = pair_slope.mutable_data_ptr<T>();
     at::parallel_for(0, anchors, kGrainAnchors, [&](int64_t begin, int64_t end) {
       const auto pixel = [&](int64_t b, int64_t i) { return px.data() + (b * HW + i) * kPacked; };
       const bool ok = for_anchors(pts, begin, end, B, M, HW, [&](int64_t a, int64_t b,
@@ -145,6 +147,7 @@ std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& normal_,
         const auto r = anchor_pairs<T>(PackedNormals<T>{px.data() + b * HW * kPacked}, idx);
         T e, count;
         anchor_error(r, static_cast<T>(w[a]), e, count);
+        anchor_slopes(r, static_cast<T>(w[a]), ps + a * kPairs);
         err[a] = static_cast<scalar_t>(e);
         pw[a] = static_cast<scalar_t>(count);
       }, pixel);
@@ -152,75 +155,67 @@ std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& normal_,
     });
   });
   check_points(bad.load(), HW);
-  return {error, pair_weight};
+  return {error, pair_weight, pair_slope};
 }
 
 at::Tensor backward_cpu(const at::Tensor& grad_error_, const at::Tensor& normal_,
-                        const at::Tensor& pseudo_normal_, const at::Tensor& valid_,
-                        const at::Tensor& points_, const at::Tensor& weight_) {
-  check_backward_args(grad_error_, normal_, pseudo_normal_, valid_, points_, weight_);
+                        const at::Tensor& points_, const at::Tensor& pair_slope_) {
+  check_backward_args(grad_error_, normal_, points_, pair_slope_);
   const auto grad_error = grad_error_.contiguous(), normal = normal_.contiguous();
-  const auto pseudo_normal = pseudo_normal_.contiguous(), valid = valid_.contiguous();
-  const auto points = points_.contiguous(), weight = weight_.contiguous();
+  const auto points = points_.contiguous(), pair_slope = pair_slope_.contiguous();
   const int64_t B = normal.size(0), HW = normal.size(2) * normal.size(3);
-  const int64_t S = points.size(0), M = points.size(3), anchors = S * B * M;
+  const int64_t S = points.size(0), M = points.size(3);
   auto grad = at::empty(normal.sizes(), normal.options());
   std::atomic<bool> bad{false};
   SCDEPTH_DISPATCH_FLOATING(normal.scalar_type(), "normal_rank_error_backward_cpu", [&] {
     using T = at::opmath_type<scalar_t>;
-    const auto px = pack<T>(normal.const_data_ptr<scalar_t>(),
-                            pseudo_normal.const_data_ptr<scalar_t>(),
-                            valid.const_data_ptr<bool>(), B, HW);
+    const scalar_t* nrm = normal.const_data_ptr<scalar_t>();
     const int64_t* pts = points.const_data_ptr<int64_t>();
-    const scalar_t* w = weight.const_data_ptr<scalar_t>();
     const scalar_t* ge = grad_error.const_data_ptr<scalar_t>();
-    std::vector<T> coef(anchors * kPairs, T(0));
-    at::parallel_for(0, anchors, kGrainAnchors, [&](int64_t begin, int64_t end) {
-      const auto pixel = [&](int64_t b, int64_t i) { return px.data() + (b * HW + i) * kPacked; };
-      const bool ok = for_anchors(pts, begin, end, B, M, HW, [&](int64_t a, int64_t b,
-                                                                 const int64_t* idx) {
-        const auto r = anchor_pairs<T>(PackedNormals<T>{px.data() + b * HW * kPacked}, idx);
-        const T g = static_cast<T>(ge[a]) * static_cast<T>(w[a]);
-        for (int j = 0; j < kPairs; ++j) coef[a * kPairs + j] = g * r.slope[j];
-      }, pixel);
-      if (!ok) bad.store(true, std::memory_order_relaxed);
-    });
-    check_points(bad.load(), HW);
+    const T* slope = pair_slope.const_data_ptr<T>();
     scalar_t* out = grad.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
-      std::vector<T> acc(HW * 3);  // [HW, 3]: a pixel's three components in one line
+      // [HW, 4]: a pixel's normal, and its gradient, in one line each
+      std::vector<T> n(HW * 4), acc(HW * 4);
+      const auto read = [&](int64_t i, int c) { return n[i * 4 + c]; };
+      const auto add = [&](int64_t i, int c, T v) { acc[i * 4 + c] += v; };
       for (int64_t b = begin; b < end; ++b) {
+        for (int64_t i = 0; i < HW; ++i) {
+          for (int c = 0; c < 3; ++c) n[i * 4 + c] = static_cast<T>(nrm[(b * 3 + c) * HW + i]);
+        }
         std::fill(acc.begin(), acc.end(), T(0));
-        const T* n = px.data() + b * HW * kPacked;
         for (int64_t s = 0; s < S; ++s) {
           const int64_t* first = pts + s * kPoints * B * M + b * M;
-          const T* c = coef.data() + (s * B + b) * M * kPairs;
+          const int64_t row = (s * B + b) * M;
           for (int64_t m = 0; m < M; ++m) {
             if (m + kPrefetchAnchors < M) {
               for (int k = 0; k < kPoints; ++k) {
                 const int64_t i = first[k * B * M + m + kPrefetchAnchors];
-                __builtin_prefetch(n + i * kPacked);
-                __builtin_prefetch(acc.data() + i * 3, 1);
+                __builtin_prefetch(n.data() + i * 4);
+                __builtin_prefetch(acc.data() + i * 4, 1);
               }
             }
+            const T g = static_cast<T>(ge[row + m]);
             for (int j = 0; j < kPairs; ++j) {
-              const T k = c[m * kPairs + j];
+              const T k = g * slope[(row + m) * kPairs + j];
               if (k == T(0)) continue;
               const int64_t i = first[j * B * M + m], q = first[(j + 1) * B * M + m];
-              for (int d = 0; d < 3; ++d) {
-                acc[i * 3 + d] += k * n[q * kPacked + d];
-                acc[q * 3 + d] += k * n[i * kPacked + d];
+              if (i < 0 || i >= HW || q < 0 || q >= HW) {
+                bad.store(true, std::memory_order_relaxed);
+                continue;
               }
+              pair_grad(k, i, q, read, add);
             }
           }
         }
-        for (int d = 0; d < 3; ++d) {
-          scalar_t* plane = out + (b * 3 + d) * HW;
-          for (int64_t i = 0; i < HW; ++i) plane[i] = static_cast<scalar_t>(acc[i * 3 + d]);
+        for (int c = 0; c < 3; ++c) {
+          scalar_t* plane = out + (b * 3 + c) * HW;
+          for (int64_t i = 0; i < HW; ++i) plane[i] = static_cast<scalar_t>(acc[i * 4 + c]);
         }
       }
     });
   });
+  check_points(bad.load(), HW);
   return grad;
 }
 

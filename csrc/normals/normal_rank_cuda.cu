@@ -23,7 +23,7 @@ int64_t blocks_for(int64_t anchors) {
   return blocks;
 }
 
-std::tuple<at::Tensor, at::Tensor> forward_cuda(const at::Tensor& normal_,
+std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cuda(const at::Tensor& normal_,
                                                 const at::Tensor& pseudo_normal_,
                                                 const at::Tensor& valid_,
                                                 const at::Tensor& points_,
@@ -37,27 +37,28 @@ std::tuple<at::Tensor, at::Tensor> forward_cuda(const at::Tensor& normal_,
   const int64_t M = points.size(3), anchors = points.size(0) * B * M;
   auto error = at::empty(weight.sizes(), weight.options());
   auto pair_weight = at::empty(weight.sizes(), weight.options());
-  if (anchors == 0) return {error, pair_weight};
+  auto pair_slope = at::empty({points.size(0), B, M, kPairs},
+                              weight.options().dtype(at::toOpMathType(weight.scalar_type())));
+  if (anchors == 0) return {error, pair_weight, pair_slope};
   auto stream = at::cuda::getCurrentCUDAStream();
   SCDEPTH_DISPATCH_FLOATING(normal.scalar_type(), "normal_rank_error_cuda", [&] {
     forward_kernel<scalar_t><<<blocks_for(anchors), kThreads, 0, stream>>>(
         normal.const_data_ptr<scalar_t>(), pseudo_normal.const_data_ptr<scalar_t>(),
         valid.const_data_ptr<bool>(), points.const_data_ptr<int64_t>(),
         weight.const_data_ptr<scalar_t>(), error.mutable_data_ptr<scalar_t>(),
-        pair_weight.mutable_data_ptr<scalar_t>(), B, M, HW, anchors);
+        pair_weight.mutable_data_ptr<scalar_t>(),
+        pair_slope.mutable_data_ptr<at::opmath_type<scalar_t>>(), B, M, HW, anchors);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  return {error, pair_weight};
+  return {error, pair_weight, pair_slope};
 }
 
 at::Tensor backward_cuda(const at::Tensor& grad_error_, const at::Tensor& normal_,
-                         const at::Tensor& pseudo_normal_, const at::Tensor& valid_,
-                         const at::Tensor& points_, const at::Tensor& weight_) {
-  check_backward_args(grad_error_, normal_, pseudo_normal_, valid_, points_, weight_);
+                         const at::Tensor& points_, const at::Tensor& pair_slope_) {
+  check_backward_args(grad_error_, normal_, points_, pair_slope_);
   const c10::cuda::CUDAGuard guard(normal_.device());
   const auto grad_error = grad_error_.contiguous(), normal = normal_.contiguous();
-  const auto pseudo_normal = pseudo_normal_.contiguous(), valid = valid_.contiguous();
-  const auto points = points_.contiguous(), weight = weight_.contiguous();
+  const auto points = points_.contiguous(), pair_slope = pair_slope_.contiguous();
   const int64_t B = normal.size(0), HW = normal.size(2) * normal.size(3);
   const int64_t M = points.size(3), anchors = points.size(0) * B * M;
   const auto acc = normal.options().dtype(at::toOpMathType(normal.scalar_type()));
@@ -69,8 +70,7 @@ at::Tensor backward_cuda(const at::Tensor& grad_error_, const at::Tensor& normal
     using T = at::opmath_type<scalar_t>;
     backward_kernel<scalar_t><<<blocks_for(anchors), kThreads, 0, stream>>>(
         grad_error.const_data_ptr<scalar_t>(), normal.const_data_ptr<scalar_t>(),
-        pseudo_normal.const_data_ptr<scalar_t>(), valid.const_data_ptr<bool>(),
-        points.const_data_ptr<int64_t>(), weight.const_data_ptr<scalar_t>(),
+        points.const_data_ptr<int64_t>(), pair_slope.const_data_ptr<T>(),
         grad.mutable_data_ptr<T>(), B, M, HW, anchors);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });

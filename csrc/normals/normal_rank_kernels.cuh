@@ -38,8 +38,9 @@ __global__ void __launch_bounds__(kThreads)
     forward_kernel(const scalar_t* __restrict__ normal, const scalar_t* __restrict__ pseudo,
                    const bool* __restrict__ valid, const int64_t* __restrict__ points,
                    const scalar_t* __restrict__ weight, scalar_t* __restrict__ error,
-                   scalar_t* __restrict__ pair_weight, int64_t B, int64_t M, int64_t HW,
-                   int64_t anchors) {
+                   scalar_t* __restrict__ pair_weight,
+                   at::opmath_type<scalar_t>* __restrict__ pair_slope, int64_t B, int64_t M,
+                   int64_t HW, int64_t anchors) {
   using T = at::opmath_type<scalar_t>;
   const int64_t a = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   if (a >= anchors) return;
@@ -47,8 +48,10 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t b = anchor_points(points, a, B, M, HW, idx);
   const PlanarNormals<scalar_t> N{normal + b * 3 * HW, pseudo + b * 3 * HW, valid + b * HW, HW};
   const auto r = anchor_pairs<T>(N, idx);
+  const T w = static_cast<T>(weight[a]);
   T e, count;
-  anchor_error(r, static_cast<T>(weight[a]), e, count);
+  anchor_error(r, w, e, count);
+  anchor_slopes(r, w, pair_slope + a * kPairs);
   error[a] = static_cast<scalar_t>(e);
   pair_weight[a] = static_cast<scalar_t>(count);
 }
@@ -56,8 +59,8 @@ __global__ void __launch_bounds__(kThreads)
 template <typename scalar_t>
 __global__ void __launch_bounds__(kThreads)
     backward_kernel(const scalar_t* __restrict__ grad_error, const scalar_t* __restrict__ normal,
-                    const scalar_t* __restrict__ pseudo, const bool* __restrict__ valid,
-                    const int64_t* __restrict__ points, const scalar_t* __restrict__ weight,
+                    const int64_t* __restrict__ points,
+                    const at::opmath_type<scalar_t>* __restrict__ pair_slope,
                     at::opmath_type<scalar_t>* __restrict__ grad, int64_t B, int64_t M,
                     int64_t HW, int64_t anchors) {
   using T = at::opmath_type<scalar_t>;
@@ -66,17 +69,13 @@ __global__ void __launch_bounds__(kThreads)
   int64_t idx[kPoints];
   const int64_t b = anchor_points(points, a, B, M, HW, idx);
   const scalar_t* n = normal + b * 3 * HW;
-  const auto r = anchor_pairs<T>(PlanarNormals<scalar_t>{n, pseudo + b * 3 * HW, valid + b * HW, HW}, idx);
-  const T g = static_cast<T>(grad_error[a]) * static_cast<T>(weight[a]);
   T* gb = grad + b * 3 * HW;
+  const auto read = [&](int64_t i, int c) { return static_cast<T>(n[c * HW + i]); };
+  const auto add = [&](int64_t i, int c, T v) { gpuAtomicAdd(gb + c * HW + i, v); };
+  const T g = static_cast<T>(grad_error[a]);
   for (int j = 0; j < kPairs; ++j) {
-    const T k = g * r.slope[j];
-    if (k == T(0)) continue;
-    const int64_t i = idx[j], q = idx[j + 1];
-    for (int c = 0; c < 3; ++c) {
-      gpuAtomicAdd(gb + c * HW + i, k * static_cast<T>(n[c * HW + q]));
-      gpuAtomicAdd(gb + c * HW + q, k * static_cast<T>(n[c * HW + i]));
-    }
+    const T k = g * pair_slope[a * kPairs + j];
+    if (k != T(0)) pair_grad(k, idx[j], idx[j + 1], read, add);
   }
 }
 

@@ -25,9 +25,14 @@ def normal_rank_error(normal, pseudo_normal, valid, points, weight):
     are never read, so NaN there reaches neither output nor gradient.
     """
     _ext.require()
-    return torch.ops.scdepth.normal_rank_error.default(
+    error, pair_weight, _ = torch.ops.scdepth.normal_rank_error.default(
         normal, pseudo_normal.detach(), valid, points, weight.detach()
     )
+    return error, pair_weight
+
+
+def _compute_dtype(dtype):
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
 if _ext.AVAILABLE:
@@ -35,25 +40,26 @@ if _ext.AVAILABLE:
     @torch.library.register_fake("scdepth::normal_rank_error")
     def _(normal, pseudo_normal, valid, points, weight):
         _checks.check_normal_rank(normal, pseudo_normal, valid, points, weight)
-        return weight.new_empty(weight.shape), weight.new_empty(weight.shape)
+        slope = weight.new_empty((*weight.shape, 3), dtype=_compute_dtype(weight.dtype))
+        return weight.new_empty(weight.shape), weight.new_empty(weight.shape), slope
 
     @torch.library.register_fake("scdepth::normal_rank_error_backward")
-    def _(grad_error, normal, pseudo_normal, valid, points, weight):
-        _checks.check_normal_rank(normal, pseudo_normal, valid, points, weight)
+    def _(grad_error, normal, points, pair_slope):
         return normal.new_empty(normal.shape)
 
     def _setup_context(ctx, inputs, output):
-        ctx.save_for_backward(*inputs)
-        ctx.mark_non_differentiable(output[1])
+        normal, _, _, points, _ = inputs
+        ctx.save_for_backward(normal, points, output[2])
+        ctx.mark_non_differentiable(output[1], output[2])
 
-    def _backward(ctx, grad_error, _grad_pair_weight):
-        if not ctx.needs_input_grad[0]:
+    def _backward(ctx, grad_error, _grad_pair_weight, _grad_pair_slope):
+        if not ctx.needs_input_grad[0] or grad_error is None:
             return None, None, None, None, None
-        normal, pseudo_normal, valid, points, weight = ctx.saved_tensors
+        normal, points, pair_slope = ctx.saved_tensors
         if normal.is_cuda:
             alert_not_deterministic("normal_rank_error's backward on CUDA (it uses atomics)")
         grad = torch.ops.scdepth.normal_rank_error_backward.default(
-            grad_error, normal, pseudo_normal, valid, points, weight
+            grad_error, normal, points, pair_slope
         )
         return grad, None, None, None, None
 
