@@ -114,33 +114,26 @@ void check_points(bool bad, int64_t HW) {
                     HW, ")");
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cpu(const at::Tensor& normal_,
-                                               const at::Tensor& pseudo_normal_,
-                                               const at::Tensor& valid_, const at::Tensor& points_,
-                                               const at::Tensor& weight_) {
-  check_args(normal_, pseudo_normal_, valid_, points_, weight_);
-  const auto normal = normal_.contiguous(), pseudo_normal = pseudo_normal_.contiguous();
-  const auto valid = valid_.contiguous(), points = points_.contiguous();
-  const auto weight = weight_.contiguous();
-  const int64_t B = normal.size(0), HW = normal.size(2) * normal.size(3);
-  const int64_t M = points.size(3), anchors = points.size(0) * B * M;
-  auto error = at::zeros(weight.sizes(), weight.options());
-  auto pair_weight = at::zeros(weight.sizes(), weight.options());
-  auto pair_slope = at::zeros({points.size(0), B, M, kPairs},
-                              weight.options().dtype(at::toOpMathType(weight.scalar_type())));
-  if (anchors == 0) return {error, pair_weight, pair_slope};
+std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cpu(const at::Tensor& normal,
+                                                           const at::Tensor& pseudo_normal,
+                                                           const at::Tensor& valid,
+                                                           const at::Tensor& points,
+                                                           const at::Tensor& weight) {
+  const Forward f(normal, pseudo_normal, valid, points, weight);
+  const int64_t B = f.B, HW = f.HW, M = f.M;
+  if (f.anchors == 0) return f.outputs();
   std::atomic<bool> bad{false};
-  SCDEPTH_DISPATCH_FLOATING(normal.scalar_type(), "normal_rank_error_cpu", [&] {
+  SCDEPTH_DISPATCH_FLOATING(f.normal.scalar_type(), "normal_rank_error_cpu", [&] {
     using T = at::opmath_type<scalar_t>;
-    const auto px = pack<T>(normal.const_data_ptr<scalar_t>(),
-                            pseudo_normal.const_data_ptr<scalar_t>(),
-                            valid.const_data_ptr<bool>(), B, HW);
-    const int64_t* pts = points.const_data_ptr<int64_t>();
-    const scalar_t* w = weight.const_data_ptr<scalar_t>();
-    scalar_t* err = error.mutable_data_ptr<scalar_t>();
-    scalar_t* pw = pair_weight.mutable_data_ptr<scalar_t>();
-    T* ps = pair_slope.mutable_data_ptr<T>();
-    at::parallel_for(0, anchors, kGrainAnchors, [&](int64_t begin, int64_t end) {
+    const auto px = pack<T>(f.normal.const_data_ptr<scalar_t>(),
+                            f.pseudo_normal.const_data_ptr<scalar_t>(),
+                            f.valid.const_data_ptr<bool>(), B, HW);
+    const int64_t* pts = f.points.const_data_ptr<int64_t>();
+    const scalar_t* w = f.weight.const_data_ptr<scalar_t>();
+    scalar_t* err = f.error.mutable_data_ptr<scalar_t>();
+    scalar_t* pw = f.pair_weight.mutable_data_ptr<scalar_t>();
+    T* ps = f.pair_slope.mutable_data_ptr<T>();
+    at::parallel_for(0, f.anchors, kGrainAnchors, [&](int64_t begin, int64_t end) {
       const auto pixel = [&](int64_t b, int64_t i) { return px.data() + (b * HW + i) * kPacked; };
       const bool ok = for_anchors(pts, begin, end, B, M, HW, [&](int64_t a, int64_t b,
                                                                  const int64_t* idx) {
@@ -155,7 +148,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cpu(const at::Tensor& nor
     });
   });
   check_points(bad.load(), HW);
-  return {error, pair_weight, pair_slope};
+  return f.outputs();
 }
 
 at::Tensor backward_cpu(const at::Tensor& grad_error_, const at::Tensor& normal_,

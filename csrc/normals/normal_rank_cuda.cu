@@ -23,34 +23,25 @@ int64_t blocks_for(int64_t anchors) {
   return blocks;
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cuda(const at::Tensor& normal_,
-                                                const at::Tensor& pseudo_normal_,
-                                                const at::Tensor& valid_,
-                                                const at::Tensor& points_,
-                                                const at::Tensor& weight_) {
-  check_args(normal_, pseudo_normal_, valid_, points_, weight_);
-  const c10::cuda::CUDAGuard guard(normal_.device());
-  const auto normal = normal_.contiguous(), pseudo_normal = pseudo_normal_.contiguous();
-  const auto valid = valid_.contiguous(), points = points_.contiguous();
-  const auto weight = weight_.contiguous();
-  const int64_t B = normal.size(0), HW = normal.size(2) * normal.size(3);
-  const int64_t M = points.size(3), anchors = points.size(0) * B * M;
-  auto error = at::empty(weight.sizes(), weight.options());
-  auto pair_weight = at::empty(weight.sizes(), weight.options());
-  auto pair_slope = at::empty({points.size(0), B, M, kPairs},
-                              weight.options().dtype(at::toOpMathType(weight.scalar_type())));
-  if (anchors == 0) return {error, pair_weight, pair_slope};
+std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cuda(const at::Tensor& normal,
+                                                            const at::Tensor& pseudo_normal,
+                                                            const at::Tensor& valid,
+                                                            const at::Tensor& points,
+                                                            const at::Tensor& weight) {
+  const c10::cuda::CUDAGuard guard(normal.device());
+  const Forward f(normal, pseudo_normal, valid, points, weight);
+  if (f.anchors == 0) return f.outputs();
   auto stream = at::cuda::getCurrentCUDAStream();
-  SCDEPTH_DISPATCH_FLOATING(normal.scalar_type(), "normal_rank_error_cuda", [&] {
-    forward_kernel<scalar_t><<<blocks_for(anchors), kThreads, 0, stream>>>(
-        normal.const_data_ptr<scalar_t>(), pseudo_normal.const_data_ptr<scalar_t>(),
-        valid.const_data_ptr<bool>(), points.const_data_ptr<int64_t>(),
-        weight.const_data_ptr<scalar_t>(), error.mutable_data_ptr<scalar_t>(),
-        pair_weight.mutable_data_ptr<scalar_t>(),
-        pair_slope.mutable_data_ptr<at::opmath_type<scalar_t>>(), B, M, HW, anchors);
+  SCDEPTH_DISPATCH_FLOATING(f.normal.scalar_type(), "normal_rank_error_cuda", [&] {
+    forward_kernel<scalar_t><<<blocks_for(f.anchors), kThreads, 0, stream>>>(
+        f.normal.const_data_ptr<scalar_t>(), f.pseudo_normal.const_data_ptr<scalar_t>(),
+        f.valid.const_data_ptr<bool>(), f.points.const_data_ptr<int64_t>(),
+        f.weight.const_data_ptr<scalar_t>(), f.error.mutable_data_ptr<scalar_t>(),
+        f.pair_weight.mutable_data_ptr<scalar_t>(),
+        f.pair_slope.mutable_data_ptr<at::opmath_type<scalar_t>>(), f.B, f.M, f.HW, f.anchors);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  return {error, pair_weight, pair_slope};
+  return f.outputs();
 }
 
 at::Tensor backward_cuda(const at::Tensor& grad_error_, const at::Tensor& normal_,
