@@ -102,26 +102,16 @@ def load(path, map_location="cpu"):
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # zip errors, unpickling refused, EOF: all mean "not a good file"
         raise CheckpointError(
-            _import_hint(path)
-            or f"checkpoint {path} is truncated, corrupt or not a scdepth checkpoint ({e})"
+            f"checkpoint {path} is truncated, corrupt or not a scdepth checkpoint ({e})"
         ) from None
     if not isinstance(state, dict) or "format" not in state:
-        raise CheckpointError(
-            _import_hint(path) or f"checkpoint {path} is not a scdepth checkpoint ({FORMAT})"
-        )
+        raise CheckpointError(f"checkpoint {path} is not a scdepth checkpoint ({FORMAT})")
     if state["format"] != FORMAT:
         raise CheckpointError(
             f"checkpoint {path} was written as {state['format']!r}; this version of scdepth "
             f"reads {FORMAT!r}"
         )
     return state
-
-
-def _import_hint(path):
-    """The scdepth-import-weights command for a public SC-Depth or Monodepth2 file, else None."""
-    from .public_weights import import_hint  # it imports this module
-
-    return import_hint(path)
 
 
 def load_weights(net, state, key, path):

@@ -48,3 +48,13 @@ def add_intrinsics(ap, resolution: str) -> None:
     ap.add_argument("--fy", type=float, help="default: fx")
     ap.add_argument("--cx", type=float, help="default: the image centre")
     ap.add_argument("--cy", type=float, help="default: the image centre")
+
+
+def checkpoint_refusal(error: Exception, path) -> str:
+    """What a command says when it cannot read the checkpoint `path`: for a public SC-Depth or
+    Monodepth2 file, the scdepth-import-weights command that converts it; else the error."""
+    from ..checkpoint import CheckpointError
+    from ..public_weights import import_hint
+
+    hint = import_hint(path) if isinstance(error, CheckpointError) and path else None
+    return hint or str(error)

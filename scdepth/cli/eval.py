@@ -12,7 +12,7 @@ from .. import evaluate
 from ..checkpoint import CheckpointError
 from ..data.specs import DATASETS
 from ..metrics import format_table
-from .common import add_device, add_progress, resolve_device
+from .common import add_device, add_progress, checkpoint_refusal, resolve_device
 
 # what ends the command with a usage error (a DatasetError is a ValueError)
 REFUSED = (ValueError, FileNotFoundError, ImportError, CheckpointError)
@@ -46,7 +46,7 @@ def main(argv=None) -> int:
                 a.checkpoint, a.data_root, a.dataset, device=resolve_device(a.device), **kw
             )
     except REFUSED as e:
-        ap.error(str(e))
+        ap.error(checkpoint_refusal(e, a.checkpoint))
     print(
         f"scdepth-eval {a.dataset} {a.split}"
         f"{'' if kw['median_scaling'] else ' (no median scaling)'}"

@@ -8,6 +8,7 @@ import argparse
 import sys
 
 from .. import checkpoint, export
+from .common import checkpoint_refusal
 
 CHECK_TOLERANCE = 1e-4  # relative; the export tests hold the formats to it
 
@@ -32,7 +33,7 @@ def main(argv=None) -> int:
     try:
         meta = export.export(a.checkpoint, a.format, a.out, net=a.net, overwrite=a.overwrite)
     except (ValueError, checkpoint.CheckpointError, export.ExportError) as e:
-        ap.error(str(e))
+        ap.error(checkpoint_refusal(e, a.checkpoint))
     print(f"wrote {a.out}: {a.net} net as {a.format}")
     for name, what in {**meta["inputs"], **meta["outputs"]}.items():
         print(f"  {name}: {what}")

@@ -6,7 +6,14 @@ from __future__ import annotations
 import argparse
 
 from .. import checkpoint, clouds, infer
-from .common import add_device, add_intrinsics, add_progress, add_size, resolve_device
+from .common import (
+    add_device,
+    add_intrinsics,
+    add_progress,
+    add_size,
+    checkpoint_refusal,
+    resolve_device,
+)
 
 
 def main(argv=None):
@@ -58,7 +65,7 @@ def main(argv=None):
             progress=not a.no_progress,
         )
     except (ValueError, checkpoint.CheckpointError) as e:
-        ap.error(str(e))
+        ap.error(checkpoint_refusal(e, a.checkpoint))
     wrote = [f"depth maps to {a.out}"] if a.out else []
     wrote += [f"a video to {a.video_out}"] if a.video_out else []
     wrote += [f"point clouds to {a.ply}"] if a.ply else []
