@@ -5,23 +5,21 @@
 // are (a, b), (b, c), (c, d). A pair counts when both of its pixels are valid (a finite,
 // positive pseudo-depth); its error is | |n_i . n_j| - |p_i . p_j| |, n the predicted and p
 // the pseudo normals. The anchor's error is w times the sum over its counted pairs, its pair
-// weight w times their number. Normals are read from [B, 3, H, W] planes: component k of
-// pixel i of an image at normal[k * HW + i]. An invalid pixel's normals are never read.
+// weight w times their number. Normals are read through an accessor (PlanarNormals below for
+// [B, 3, H, W] planes; the CPU packs a pixel's values into one line). An invalid pixel's
+// normals are never read.
 #pragma once
 
 #include <c10/macros/Macros.h>
 
 #include <cstdint>
 
+#include "common/math.h"
+
 namespace scdepth::normals {
 
 constexpr int kPoints = 4;  // a, b, c, d
 constexpr int kPairs = 3;   // (a, b), (b, c), (c, d)
-
-template <typename T>
-C10_HOST_DEVICE inline T sign(T x) {
-  return T((x > T(0)) - (x < T(0)));  // 0 at 0, as torch.sign and the gradient of abs
-}
 
 template <typename T>
 C10_HOST_DEVICE inline T abs_of(T x) {

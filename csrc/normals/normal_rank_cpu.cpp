@@ -7,7 +7,6 @@
 // (map, anchor, pair). The result is deterministic and the same at any thread count.
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
 #include <atomic>

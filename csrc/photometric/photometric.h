@@ -18,6 +18,8 @@
 
 #include <c10/macros/Macros.h>
 
+#include "common/math.h"
+
 #include <cstdint>
 
 namespace scdepth::photometric {
@@ -61,12 +63,6 @@ C10_HOST_DEVICE inline T clamp(T v, T lo, T hi) {
 template <typename T>
 C10_HOST_DEVICE inline T clamp_grad(T v, T lo, T hi) {
   return (v > lo) & (v < hi) ? T(1) : T(0);
-}
-
-// sign(v) as torch.sgn / the gradient of torch.abs: 0 at 0.
-template <typename T>
-C10_HOST_DEVICE inline T sign(T v) {
-  return v > T(0) ? T(1) : (v < T(0) ? T(-1) : T(0));
 }
 
 // The five window means of one channel at one output pixel.

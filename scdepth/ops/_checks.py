@@ -13,6 +13,11 @@ import torch
 FLOATING = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
+def compute_dtype(dtype):
+    """What the kernels compute a dtype in (at::opmath_type): float32 for the 16-bit types."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
 def check_floating(t, name):
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a tensor, got {type(t).__name__}")

@@ -31,16 +31,12 @@ def normal_rank_error(normal, pseudo_normal, valid, points, weight):
     return error, pair_weight
 
 
-def _compute_dtype(dtype):
-    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
-
-
 if _ext.AVAILABLE:
 
     @torch.library.register_fake("scdepth::normal_rank_error")
     def _(normal, pseudo_normal, valid, points, weight):
         _checks.check_normal_rank(normal, pseudo_normal, valid, points, weight)
-        slope = weight.new_empty((*weight.shape, 3), dtype=_compute_dtype(weight.dtype))
+        slope = weight.new_empty((*weight.shape, 3), dtype=_checks.compute_dtype(weight.dtype))
         return weight.new_empty(weight.shape), weight.new_empty(weight.shape), slope
 
     @torch.library.register_fake("scdepth::normal_rank_error_backward")

@@ -15,16 +15,12 @@ from . import _checks
 MIN_Z = 1e-3  # a point is sampled only in front of the source camera (csrc/warp/warp.h kMinZ)
 
 
-def _compute_dtype(dtype):
-    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
-
-
 def inverse_warp(src, depth, pose, K):
     """Reference of scdepth.ops.inverse_warp (see there for the contract)."""
     _checks.check_inverse_warp(src, depth, pose, K)
     _checks.check_intrinsics(K)
     out_dtype = src.dtype
-    ct = _compute_dtype(out_dtype)
+    ct = _checks.compute_dtype(out_dtype)
     src, depth, pose, K = (t.to(ct) for t in (src, depth, pose, K))
     B, C, H, W = src.shape
     v, u = torch.meshgrid(
@@ -157,7 +153,7 @@ def photometric_error(tgt, warped, weight=None, *, alpha=0.85, window=3):
     """Reference of scdepth.ops.photometric_error (see there for the contract)."""
     _checks.check_photometric(tgt, warped, weight, alpha, window)
     out_dtype = tgt.dtype
-    ct = _compute_dtype(out_dtype)
+    ct = _checks.compute_dtype(out_dtype)
     x, y = tgt.to(ct), warped.to(ct)
     p = window // 2
     xp = F.pad(x, (p, p, p, p), mode="reflect")
@@ -185,7 +181,7 @@ def normal_rank_error(normal, pseudo_normal, valid, points, weight):
     """Reference of scdepth.ops.normal_rank_error (see there for the contract)."""
     _checks.check_normal_rank(normal, pseudo_normal, valid, points, weight)
     out_dtype = normal.dtype
-    ct = _compute_dtype(out_dtype)
+    ct = _checks.compute_dtype(out_dtype)
     B, _, H, W = normal.shape
     if points.numel() and bool(((points < 0) | (points >= H * W)).any()):
         raise IndexError(f"points must be pixel indices in [0, H * W) = [0, {H * W})")
