@@ -7,11 +7,15 @@
 
 TORCH_LIBRARY(scdepth, m) {
   // Inverse warp (csrc/warp): src [B,C,H,W], depth [B,1,H,W], pose [B,3,4], K [B,3,3]
-  //   -> (warped [B,C,H,W], computed_depth [B,1,H,W], valid [B,1,H,W]).
-  m.def("inverse_warp(Tensor src, Tensor depth, Tensor pose, Tensor K) -> (Tensor, Tensor, Tensor)");
-  // -> (grad_src, or an empty tensor when need_src_grad is false; grad_depth; grad_pose).
+  //   -> (warped [B,C,H,W], computed_depth [B,1,H,W], valid [B,1,H,W]). src_grad_from >= 0:
+  //   the first channel of src whose gradient the backward computes (channels stacked from
+  //   tensors that need none come first); the forward does not read it.
+  m.def("inverse_warp(Tensor src, Tensor depth, Tensor pose, Tensor K, int src_grad_from=0) "
+        "-> (Tensor, Tensor, Tensor)");
+  // -> (grad_src: channels below src_grad_from are 0, an empty tensor when src_grad_from >= C;
+  //   grad_depth; grad_pose).
   m.def("inverse_warp_backward(Tensor grad_warped, Tensor grad_computed_depth, Tensor src, "
-        "Tensor depth, Tensor pose, Tensor K, bool need_src_grad) -> (Tensor, Tensor, Tensor)");
+        "Tensor depth, Tensor pose, Tensor K, int src_grad_from) -> (Tensor, Tensor, Tensor)");
 
   // Photometric error (csrc/photometric): tgt, warped [B,C,H,W], weight [B,1,H,W] or None,
   // alpha in [0, 1], window odd in [3, 11] -> (photo [B,1,H,W], l1 [B,1,H,W]).

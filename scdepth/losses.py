@@ -59,10 +59,11 @@ def pairwise_terms(
     image content: SC-DepthV2's rectified references are blank where the rotation brought in
     what the camera did not see. A target pixel counts only where it holds content and all
     four bilinear taps of its sample in the ref do."""
+    # One warp for the image and its depth; only the depth needs a source gradient.
     src = [ref_img, ref_depth] if ref_valid is None else [ref_img, ref_depth, ref_valid]
-    warped, computed_depth, in_view = ops.inverse_warp(torch.cat(src, 1), tgt_depth, pose, K)
-    C = ref_img.shape[1]
-    ref_warped, projected_depth = warped[:, :C], warped[:, C : C + 1]
+    warped, computed_depth, in_view = ops.inverse_warp(src, tgt_depth, pose, K)
+    # split, not slicing: its backward stacks the parts' gradients in one copy.
+    ref_warped, projected_depth, *warped_valid = warped.split([t.shape[1] for t in src], 1)
     # D_diff = |z' - D_ref(u', v')| / (z' + D_ref(u', v')), defined where the warp is valid.
     ok = in_view > 0
     denom = torch.where(ok, computed_depth + projected_depth, 1.0)
@@ -75,7 +76,7 @@ def pairwise_terms(
     )
     valid = in_view
     if ref_valid is not None:  # an interpolated 0/1 map is 1 only where every tap is 1
-        valid = valid * (warped[:, C + 1 :].detach() > 1 - 1e-3).to(valid.dtype)
+        valid = valid * (warped_valid[0].detach() > 1 - 1e-3).to(valid.dtype)
     if tgt_valid is not None:
         valid = valid * tgt_valid
     if not cfg.no_auto_mask:

@@ -136,12 +136,12 @@ def test_pairs_kernels_under_thread_sanitizer(tsan, dtype):
 # ---- inverse_warp
 
 
-def warp_on_host(exe, src, depth, pose, K, gw, gz):
+def warp_on_host(exe, src, depth, pose, K, gw, gz, grad_from=0):
     """warped, computed_depth, valid, grad_src, grad_depth, grad_pose from the CUDA kernels."""
     B, C, H, W = src.shape
     folder = Path(exe).parent
     torch.cat([t.reshape(-1) for t in (src, depth, pose, K, gw, gz)]).numpy().tofile(folder / "in")
-    execute(exe, [NAMES[src.dtype], B, C, H, W, folder / "in", folder / "out"])
+    execute(exe, [NAMES[src.dtype], B, C, H, W, grad_from, folder / "in", folder / "out"])
     out = torch.from_numpy(np.fromfile(folder / "out", dtype=src.numpy().dtype))
     shapes = [src.shape, depth.shape, depth.shape, src.shape, depth.shape, pose.shape]
     return [
@@ -149,15 +149,15 @@ def warp_on_host(exe, src, depth, pose, K, gw, gz):
     ]
 
 
-def assert_warp_matches_cpu(exe, dtype, shape):
+def assert_warp_matches_cpu(exe, dtype, shape, grad_from=0):
     B, C, H, W = shape
     src, depth, pose, K = warp_inputs(B=B, C=C, H=H, W=W, seed=H, dtype=dtype)
     g = torch.Generator().manual_seed(1)
     gw, gz = (torch.randn(s, generator=g, dtype=F64).to(dtype) for s in (src.shape, depth.shape))
-    host = warp_on_host(exe, src, depth, pose, K, gw, gz)
+    host = warp_on_host(exe, src, depth, pose, K, gw, gz, grad_from)
     cpu = [
         *torch.ops.scdepth.inverse_warp(src, depth, pose, K),
-        *torch.ops.scdepth.inverse_warp_backward(gw, gz, src, depth, pose, K, True),
+        *torch.ops.scdepth.inverse_warp_backward(gw, gz, src, depth, pose, K, grad_from),
     ]
     names = ["warped", "computed_depth", "valid", "grad_src", "grad_depth", "grad_pose"]
     tol = {F64: 1e-13, torch.float32: 2e-6}[dtype]
@@ -173,6 +173,11 @@ def assert_warp_matches_cpu(exe, dtype, shape):
 @pytest.mark.parametrize("shape", [(3, 4, 12, 16), (2, 3, 33, 70)])  # 1 and 10 blocks per image
 def test_warp_kernels_on_the_host_match_cpu(plain, dtype, shape):
     assert_warp_matches_cpu(plain["warp_cuda_host.cpp"], dtype, shape)
+
+
+def test_warp_kernel_on_the_host_scatters_from_the_first_channel_asked(plain):
+    """With src_grad_from = 2 the channels below get no scatter, those above the same one."""
+    assert_warp_matches_cpu(plain["warp_cuda_host.cpp"], torch.float64, (2, 4, 33, 70), 2)
 
 
 # ---- normal_rank_error

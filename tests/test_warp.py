@@ -118,6 +118,64 @@ def test_gradient_only_to_requested_inputs():
     torch.testing.assert_close(gd, gd_r, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("threads", [1, 4])  # an image per thread; rows, then planes
+def test_source_gradient_from_a_channel_on(threads):
+    """The raw backward with src_grad_from = k: channels below k get 0, the others the bits of
+    k = 0; k >= C: no source gradient."""
+    src, depth, pose, K = warp_inputs(B=3, C=4, H=13, W=21, seed=16, dtype=torch.float32)
+    g = torch.Generator().manual_seed(17)
+    gw, gz = torch.randn(src.shape, generator=g), torch.randn(depth.shape, generator=g)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        back = [
+            torch.ops.scdepth.inverse_warp_backward(gw, gz, src, depth, pose, K, k)
+            for k in range(6)
+        ]
+    finally:
+        torch.set_num_threads(before)
+    assert back[0][0].abs().sum() > 0
+    for k, (grad_src, grad_depth, grad_pose) in enumerate(back):
+        assert torch.equal(grad_depth, back[0][1]) and torch.equal(grad_pose, back[0][2])
+        if k >= 4:
+            assert grad_src.numel() == 0
+            continue
+        assert (grad_src[:, :k] == 0).all()
+        assert torch.equal(grad_src[:, k:], back[0][0][:, k:])
+
+
+@pytest.mark.parametrize("backend", [ops, reference])
+def test_stacked_sources_give_the_gradients_of_their_concatenation(backend):
+    """src as [image, depth]: the image needs no gradient, so only the depth's is scattered,
+    with the bits the concatenated tensor gets."""
+    src, depth, pose, K = warp_inputs(B=2, C=4, H=9, W=11, seed=18)
+    image, ref_depth = src[:, :3], src[:, 3:].clone().requires_grad_()
+    depth.requires_grad_()
+    pose.requires_grad_()
+    g = torch.Generator().manual_seed(19)
+    gw, gz = torch.randn(src.shape, generator=g, dtype=src.dtype), torch.randn_like(depth)
+
+    def grads(stacked):
+        warped, z, valid = backend.inverse_warp(stacked, depth, pose, K)
+        loss = (warped * gw).sum() + (z * gz).sum()
+        return [warped, z, valid], torch.autograd.grad(loss, (ref_depth, depth, pose))
+
+    out_list, g_list = grads([image, ref_depth])
+    out_cat, g_cat = grads(torch.cat([image, ref_depth], 1))
+    for a, b in zip([*out_list, *g_list], [*out_cat, *g_cat], strict=True):
+        assert torch.equal(a, b)
+
+
+def test_stacked_sources_are_checked():
+    src, depth, pose, K = warp_inputs(B=2, C=2, H=4, W=5, seed=20)
+    with pytest.raises(ValueError, match="non-empty sequence"):
+        ops.inverse_warp([], depth, pose, K)
+    with pytest.raises(ValueError, match=r"src\[1\] must be \[B, C, H, W\] with B, H, W of"):
+        ops.inverse_warp([src, src[:, :, :3]], depth, pose, K)
+    with pytest.raises(TypeError, match=r"src\[1\] must have the dtype"):
+        reference.inverse_warp([src, src.float()], depth, pose, K)
+
+
 def test_opcheck():
     for seed, dtype in [(0, torch.float64), (1, torch.float32)]:
         src, depth, pose, K = warp_inputs(B=2, C=3, H=6, W=7, seed=seed, dtype=dtype)
@@ -126,10 +184,10 @@ def test_opcheck():
         pose.requires_grad_()
         torch.library.opcheck(torch.ops.scdepth.inverse_warp.default, (src, depth, pose, K))
         gw, gz = torch.randn_like(src), torch.randn_like(depth)
-        for need in (True, False):
+        for grad_from in (0, 2, 3):  # all channels, the last, none
             torch.library.opcheck(
                 torch.ops.scdepth.inverse_warp_backward.default,
-                (gw, gz, src.detach(), depth.detach(), pose.detach(), K, need),
+                (gw, gz, src.detach(), depth.detach(), pose.detach(), K, grad_from),
             )
 
 
@@ -260,7 +318,9 @@ def test_raw_op_checks_arguments_too():
     with pytest.raises(ValueError, match="pose must be"):
         torch.ops.scdepth.inverse_warp(src, depth, pose[:, :2], K)
     with pytest.raises(ValueError, match="grad_warped must be shaped like src"):
-        torch.ops.scdepth.inverse_warp_backward(src[:, :1], depth, src, depth, pose, K, True)
+        torch.ops.scdepth.inverse_warp_backward(src[:, :1], depth, src, depth, pose, K, 0)
+    with pytest.raises(ValueError, match="src_grad_from must be >= 0"):
+        torch.ops.scdepth.inverse_warp_backward(src, depth, src, depth, pose, K, -1)
 
 
 def test_identity_pose_reproduces_the_source():
@@ -299,7 +359,8 @@ def avx2_available():
 
 @pytest.mark.skipif(not avx2_available(), reason="the CPU has no AVX2: only the portable path")
 @pytest.mark.parametrize("threads", [1, 4])  # 4 > B: rows, then planes in parallel
-def test_avx2_rows_match_the_portable_path(monkeypatch, threads):
+@pytest.mark.parametrize("grad_from", [0, 2])
+def test_avx2_rows_match_the_portable_path(monkeypatch, threads, grad_from):
     # W = 21: two blocks of 8 pixels and a tail of 5 that the portable code finishes
     src, depth, pose, K = warp_inputs(B=3, C=4, H=13, W=21, seed=11, dtype=torch.float32)
     depth[0, 0, 0, :5] = torch.tensor([math.nan, math.inf, 0.0, -1.0, 1e-9])
@@ -309,7 +370,7 @@ def test_avx2_rows_match_the_portable_path(monkeypatch, threads):
     def run(simd):
         monkeypatch.setenv("SCDEPTH_CPU_SIMD", "1" if simd else "0")
         out = torch.ops.scdepth.inverse_warp(src, depth, pose, K)
-        back = torch.ops.scdepth.inverse_warp_backward(gw, gz, src, depth, pose, K, True)
+        back = torch.ops.scdepth.inverse_warp_backward(gw, gz, src, depth, pose, K, grad_from)
         return out, back
 
     before = torch.get_num_threads()
@@ -327,11 +388,11 @@ def test_avx2_rows_match_the_portable_path(monkeypatch, threads):
     assert torch.isnan(back[2]).equal(torch.isnan(back_p[2]))
     args = (src, torch.where(torch.isfinite(depth), depth, torch.full_like(depth, 2.0)), pose, K)
     monkeypatch.setenv("SCDEPTH_CPU_SIMD", "1")
-    gp = torch.ops.scdepth.inverse_warp_backward(gw, gz, *args, True)[2].double()
+    gp = torch.ops.scdepth.inverse_warp_backward(gw, gz, *args, 0)[2].double()
     monkeypatch.setenv("SCDEPTH_CPU_SIMD", "0")
-    gp_p = torch.ops.scdepth.inverse_warp_backward(gw, gz, *args, True)[2].double()
+    gp_p = torch.ops.scdepth.inverse_warp_backward(gw, gz, *args, 0)[2].double()
     gp64 = torch.ops.scdepth.inverse_warp_backward(
-        gw.double(), gz.double(), *(t.double() for t in args), True
+        gw.double(), gz.double(), *(t.double() for t in args), 0
     )[2]
     scale = gp64.abs().max()
     assert (gp - gp64).abs().max() < 1e-5 * scale

@@ -1,7 +1,7 @@
 // inverse_warp's CUDA kernels (csrc/warp/warp_kernels.cuh) run on the host through
 // tests/simt/cuda_runtime.h:
-//   warp_cuda_host DTYPE B C H W IN OUT
-// DTYPE: f32 or f64. IN: src [B, C, H, W], depth [B, 1, H, W], pose [B, 3, 4], K [B, 3, 3],
+//   warp_cuda_host DTYPE B C H W GRAD_FROM IN OUT
+// DTYPE: f32 or f64. GRAD_FROM: the first channel whose source gradient is computed. IN: src [B, C, H, W], depth [B, 1, H, W], pose [B, 3, 4], K [B, 3, 3],
 // grad_warped [B, C, H, W] and grad_z [B, 1, H, W], raw and concatenated. OUT: warped,
 // computed_depth, valid, then grad_src, grad_depth and grad_pose (the per-block partial sums
 // added up, as warp_cuda.cu's second pass does), concatenated in the same dtype.
@@ -17,7 +17,8 @@ using namespace scdepth::warp;
 namespace {
 
 template <typename T>
-int run(int64_t B, int64_t C, int64_t H, int64_t W, const char* in, const char* out) {
+int run(int64_t B, int64_t C, int64_t H, int64_t W, int64_t grad_from, const char* in,
+        const char* out) {
   const int64_t img = B * C * H * W, map = B * H * W;
   const int64_t sizes[] = {img, map, B * 12, B * 9, img, map};
   int64_t total = 0;
@@ -38,7 +39,7 @@ int run(int64_t B, int64_t C, int64_t H, int64_t W, const char* in, const char* 
                H, W, grid.tiles);
   std::vector<T> partial(grid.blocks * 12);
   simt::launch(grid.blocks, kThreads, backward_kernel<T>, gw, gz, src, depth, pose, K, grad_src,
-               grad_depth, partial.data(), C, H, W, grid.tiles);
+               grad_depth, partial.data(), C, H, W, grid.tiles, grad_from);
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t t = 0; t < grid.tiles; ++t) {
       for (int k = 0; k < 12; ++k) grad_pose[b * 12 + k] += partial[(b * grid.tiles + t) * 12 + k];
@@ -55,15 +56,16 @@ int run(int64_t B, int64_t C, int64_t H, int64_t W, const char* in, const char* 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 8) {
-    std::fprintf(stderr, "usage: %s DTYPE B C H W IN OUT\n", argv[0]);
+  if (argc != 9) {
+    std::fprintf(stderr, "usage: %s DTYPE B C H W GRAD_FROM IN OUT\n", argv[0]);
     return 2;
   }
   const std::string dtype = argv[1];
   const int64_t B = std::atoll(argv[2]), C = std::atoll(argv[3]);
   const int64_t H = std::atoll(argv[4]), W = std::atoll(argv[5]);
-  if (dtype == "f32") return run<float>(B, C, H, W, argv[6], argv[7]);
-  if (dtype == "f64") return run<double>(B, C, H, W, argv[6], argv[7]);
+  const int64_t grad_from = std::atoll(argv[6]);
+  if (dtype == "f32") return run<float>(B, C, H, W, grad_from, argv[7], argv[8]);
+  if (dtype == "f64") return run<double>(B, C, H, W, grad_from, argv[7], argv[8]);
   std::fprintf(stderr, "unknown dtype %s\n", dtype.c_str());
   return 2;
 }

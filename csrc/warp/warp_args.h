@@ -8,7 +8,8 @@
 namespace scdepth::warp {
 
 inline void check_args(const at::Tensor& src, const at::Tensor& depth, const at::Tensor& pose,
-                       const at::Tensor& K) {
+                       const at::Tensor& K, int64_t src_grad_from) {
+  TORCH_CHECK_VALUE(src_grad_from >= 0, "src_grad_from must be >= 0, got ", src_grad_from);
   check_floating(src, "src");
   check_dim(src, 4, "src", "[B, C, H, W]");
   TORCH_CHECK_VALUE(src.size(1) >= 1, "src must have at least one channel, got ",
@@ -34,8 +35,9 @@ inline void check_args(const at::Tensor& src, const at::Tensor& depth, const at:
 
 inline void check_backward_args(const at::Tensor& grad_warped, const at::Tensor& grad_depth_out,
                                 const at::Tensor& src, const at::Tensor& depth,
-                                const at::Tensor& pose, const at::Tensor& K) {
-  check_args(src, depth, pose, K);
+                                const at::Tensor& pose, const at::Tensor& K,
+                                int64_t src_grad_from) {
+  check_args(src, depth, pose, K, src_grad_from);
   check_like(grad_warped, "grad_warped", src, "src");
   TORCH_CHECK_VALUE(grad_warped.sizes() == src.sizes(), "grad_warped must be shaped like src ",
                     shape_str(src), ", got ", shape_str(grad_warped));

@@ -143,13 +143,14 @@ SCDEPTH_AVX2 inline void scatter8(float* plane, const Lanes& L, __m256 g,
 }
 
 // Gradients of pixels [0, n) of row v (n as in forward_row): the grad_depth row, the pose
-// gradient added to gpose[12] and, unless gs is null, the source gradient scattered into
-// gs (the first of C gradient planes). src: C planes of stride HW; grad: row v of the first
-// of C planes of stride HW.
+// gradient added to gpose[12] and, unless gs is null, the source gradient of channels
+// grad_from and up scattered into gs (the first of C gradient planes). src: C planes of
+// stride HW; grad: row v of the first of C planes of stride HW.
 SCDEPTH_AVX2 inline int64_t backward_row(const Params<float>& p, const float* src,
                                          const float* grad, int64_t C, int64_t HW, int H, int W,
                                          const float* depth_row, const float* gz_row, int v,
-                                         float* gd_row, float* gpose, float* gs) {
+                                         float* gd_row, float* gpose, float* gs,
+                                         int64_t grad_from) {
   const int64_t n = W / kLanes * kLanes;
   const __m256 zero = _mm256_setzero_ps(), one = ps(1.f);
   __m256 acc[12];
@@ -170,7 +171,7 @@ SCDEPTH_AVX2 inline int64_t backward_row(const Params<float>& p, const float* sr
       __m256 val[4];
       gather4(src + ch * HW, L, val);
       const __m256 g = _mm256_loadu_ps(grad + ch * HW + u);
-      if (scatter) scatter8(gs + ch * HW, L, g, off, in);
+      if (scatter && ch >= grad_from) scatter8(gs + ch * HW, L, g, off, in);
       const __m256 du = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(val[1], val[0]), one_fy),
                                       _mm256_mul_ps(_mm256_sub_ps(val[3], val[2]), L.fy));
       const __m256 dv = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(val[2], val[0]), one_fx),
@@ -255,7 +256,7 @@ int64_t forward_row(const Params<T>&, const S*, int64_t, int64_t, int, int, cons
 
 template <typename T, typename S>
 int64_t backward_row(const Params<T>&, const S*, const S*, int64_t, int64_t, int, int, const S*,
-                     const S*, int, S*, T*, T*) {
+                     const S*, int, S*, T*, T*, int64_t) {
   return 0;
 }
 

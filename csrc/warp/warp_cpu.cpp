@@ -59,8 +59,9 @@ class RowProjection {
 std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cpu(const at::Tensor& src_,
                                                            const at::Tensor& depth_,
                                                            const at::Tensor& pose_,
-                                                           const at::Tensor& K_) {
-  check_args(src_, depth_, pose_, K_);
+                                                           const at::Tensor& K_,
+                                                           int64_t src_grad_from) {
+  check_args(src_, depth_, pose_, K_, src_grad_from);
   const auto src = src_.contiguous(), depth = depth_.contiguous();
   const auto pose = pose_.contiguous(), K = K_.contiguous();
   const int64_t B = src.size(0), C = src.size(1), H = src.size(2), W = src.size(3);
@@ -110,13 +111,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cpu(const at::Tensor& src
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cpu(
     const at::Tensor& grad_warped_, const at::Tensor& grad_z_, const at::Tensor& src_,
-    const at::Tensor& depth_, const at::Tensor& pose_, const at::Tensor& K_, bool need_src_grad) {
-  check_backward_args(grad_warped_, grad_z_, src_, depth_, pose_, K_);
+    const at::Tensor& depth_, const at::Tensor& pose_, const at::Tensor& K_,
+    int64_t src_grad_from) {
+  check_backward_args(grad_warped_, grad_z_, src_, depth_, pose_, K_, src_grad_from);
   const auto gw = grad_warped_.contiguous(), gz = grad_z_.contiguous();
   const auto src = src_.contiguous(), depth = depth_.contiguous();
   const auto pose = pose_.contiguous(), K = K_.contiguous();
   const int64_t B = src.size(0), C = src.size(1), H = src.size(2), W = src.size(3);
   const int64_t HW = H * W;
+  const bool need_src_grad = src_grad_from < C;
   const auto acc = src.options().dtype(at::toOpMathType(src.scalar_type()));
   auto grad_depth = at::empty({B, 1, H, W}, depth.options());
   // Pose gradient: one partial sum per image row, summed afterwards (deterministic).
@@ -137,7 +140,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cpu(
       T* gs = need_src_grad ? grad_src.mutable_data_ptr<T>() : nullptr;
       const bool vector_rows = avx2::usable<scalar_t>(HW);
       // One row of image b: depth and pose gradients (pose summed into pose_rows), and, when
-      // `scatter`, the source gradient of all channels.
+      // `scatter`, the source gradient of channels src_grad_from and up.
       auto row_backward = [&](RowProjection<T, scalar_t>& proj, int64_t b, int64_t v,
                               bool scatter) {
         const int64_t first = b * HW + v * W;
@@ -147,7 +150,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cpu(
         const int64_t done =
             vector_rows ? avx2::backward_row(p, s + b * C * HW, g + b * C * HW + v * W, C, HW,
                                              int(H), int(W), d + first, gzp + first, int(v),
-                                             gd + first, gpose, gs_b)
+                                             gd + first, gpose, gs_b, src_grad_from)
                         : 0;
         if (done < W) proj.compute(p, d + first, v);
         for (int64_t u = done; u < W; ++u) {
@@ -158,7 +161,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cpu(
             const int64_t plane = (b * C + ch) * HW;
             const T go = static_cast<T>(g[plane + v * W + u]);
             sample_grad_uv(s + plane, c, go, gu, gv);
-            if (scatter) {
+            if (scatter && ch >= src_grad_from) {
               for (int k = 0; k < 4; ++k) {
                 if (c.in[k]) gs[plane + c.off[k]] += c.w[k] * go;
               }
@@ -181,17 +184,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cpu(
         });
         return;
       }
-      // Few images: rows in parallel for depth and pose, then channel planes in parallel for
-      // the source gradient (each plane has a single writer).
+      // Few images: rows in parallel for depth and pose, then the channel planes that need a
+      // source gradient in parallel (each plane has a single writer).
       at::parallel_for(0, B * H, row_grain(W), [&](int64_t begin, int64_t end) {
         RowProjection<T, scalar_t> proj(W);
         for (int64_t row = begin; row < end; ++row) row_backward(proj, row / H, row % H, false);
       });
       if (!need_src_grad) return;
-      at::parallel_for(0, B * C, 1, [&](int64_t begin, int64_t end) {
+      const int64_t planes = C - src_grad_from;  // per image
+      at::parallel_for(0, B * planes, 1, [&](int64_t begin, int64_t end) {
         RowProjection<T, scalar_t> proj(W);
-        for (int64_t bc = begin; bc < end; ++bc) {
-          const int64_t b = bc / C;
+        for (int64_t i = begin; i < end; ++i) {
+          const int64_t b = i / planes, bc = b * C + src_grad_from + i % planes;
           const auto p = make_params<T>(Kp + 9 * b, P + 12 * b);
           T* plane = gs + bc * HW;
           for (int64_t v = 0; v < H; ++v) {

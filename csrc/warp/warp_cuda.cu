@@ -17,8 +17,9 @@ namespace {
 std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cuda(const at::Tensor& src_,
                                                             const at::Tensor& depth_,
                                                             const at::Tensor& pose_,
-                                                            const at::Tensor& K_) {
-  check_args(src_, depth_, pose_, K_);
+                                                            const at::Tensor& K_,
+                                                            int64_t src_grad_from) {
+  check_args(src_, depth_, pose_, K_, src_grad_from);
   const c10::cuda::CUDAGuard guard(src_.device());
   const auto src = src_.contiguous(), depth = depth_.contiguous();
   const auto pose = pose_.contiguous(), K = K_.contiguous();
@@ -42,13 +43,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cuda(const at::Tensor& sr
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cuda(
     const at::Tensor& grad_warped_, const at::Tensor& grad_z_, const at::Tensor& src_,
-    const at::Tensor& depth_, const at::Tensor& pose_, const at::Tensor& K_, bool need_src_grad) {
-  check_backward_args(grad_warped_, grad_z_, src_, depth_, pose_, K_);
+    const at::Tensor& depth_, const at::Tensor& pose_, const at::Tensor& K_,
+    int64_t src_grad_from) {
+  check_backward_args(grad_warped_, grad_z_, src_, depth_, pose_, K_, src_grad_from);
   const c10::cuda::CUDAGuard guard(src_.device());
   const auto gw = grad_warped_.contiguous(), gz = grad_z_.contiguous();
   const auto src = src_.contiguous(), depth = depth_.contiguous();
   const auto pose = pose_.contiguous(), K = K_.contiguous();
   const int64_t B = src.size(0), C = src.size(1), H = src.size(2), W = src.size(3);
+  const bool need_src_grad = src_grad_from < C;
   const auto acc = src.options().dtype(at::toOpMathType(src.scalar_type()));
   auto grad_depth = at::empty({B, 1, H, W}, depth.options());
   auto grad_src = need_src_grad ? at::zeros({B, C, H, W}, acc) : at::empty({0}, src.options());
@@ -67,7 +70,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cuda(
         pose.const_data_ptr<scalar_t>(), K.const_data_ptr<scalar_t>(),
         need_src_grad ? grad_src.mutable_data_ptr<T>() : nullptr,
         grad_depth.mutable_data_ptr<scalar_t>(), pose_partial.mutable_data_ptr<T>(), C, H, W,
-        grid.tiles);
+        grid.tiles, src_grad_from);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   // Second, small pass: the per-block partial sums of each image.

@@ -69,8 +69,9 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// grad_src (compute type, may be null) is scattered with atomics; the pose gradient is
-// summed per block and written once per block to pose_partial[blockIdx.x][12].
+// grad_src (compute type, may be null) of channels grad_from and up is scattered with
+// atomics; the pose gradient is summed per block and written once per block to
+// pose_partial[blockIdx.x][12].
 template <typename scalar_t>
 __global__ void __launch_bounds__(kThreads)
     backward_kernel(const scalar_t* __restrict__ gw, const scalar_t* __restrict__ gz,
@@ -79,7 +80,7 @@ __global__ void __launch_bounds__(kThreads)
                     at::opmath_type<scalar_t>* __restrict__ grad_src,
                     scalar_t* __restrict__ grad_depth,
                     at::opmath_type<scalar_t>* __restrict__ pose_partial, int64_t C, int64_t H,
-                    int64_t W, int64_t tiles) {
+                    int64_t W, int64_t tiles, int64_t grad_from) {
   using T = at::opmath_type<scalar_t>;
   __shared__ Params<T> p;
   const int64_t b = blockIdx.x / tiles;
@@ -98,7 +99,7 @@ __global__ void __launch_bounds__(kThreads)
         const int64_t plane = (b * C + ch) * HW;
         const T g = static_cast<T>(gw[plane + i]);
         sample_grad_uv(src + plane, c, g, gu, gv);
-        if (grad_src != nullptr && g != T(0)) {
+        if (grad_src != nullptr && ch >= grad_from && g != T(0)) {
           for (int k = 0; k < 4; ++k) {
             if (c.in[k]) gpuAtomicAdd(grad_src + plane + c.off[k], c.w[k] * g);
           }

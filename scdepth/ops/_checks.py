@@ -39,6 +39,40 @@ def check_like(t, name, ref, ref_name):
         )
 
 
+def stacked_sources(src):
+    """inverse_warp's src as one tensor, and the first of its channels that needs a gradient:
+    src itself and 0, or, for a sequence of [B, C_i, H, W] tensors, their concatenation along
+    channels and the channel where the first that requires a gradient starts (C when none
+    does). Stacking an image that needs no gradient before a depth map that does saves the
+    backward the image channels' scatter."""
+    if isinstance(src, torch.Tensor):
+        return src, 0
+    parts = list(src)
+    if not parts:
+        raise ValueError("src must be a tensor or a non-empty sequence of tensors, got none")
+    first = 0
+    for i, t in enumerate(parts):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"src[{i}] must be a tensor, got {type(t).__name__}")
+        check_dim(t, 4, f"src[{i}]", "[B, C, H, W]")
+        check_like(t, f"src[{i}]", parts[0], "src[0]")
+        if t.shape[0] != parts[0].shape[0] or t.shape[2:] != parts[0].shape[2:]:
+            raise ValueError(
+                f"src[{i}] must be [B, C, H, W] with B, H, W of src[0] "
+                f"{list(parts[0].shape)}, got {list(t.shape)}"
+            )
+    for t in parts:
+        if t.requires_grad:
+            break
+        first += t.shape[1]
+    return torch.cat(parts, 1), first
+
+
+def check_src_grad_from(src_grad_from):
+    if src_grad_from < 0:
+        raise ValueError(f"src_grad_from must be >= 0, got {src_grad_from}")
+
+
 def check_inverse_warp(src, depth, pose, K):
     check_floating(src, "src")
     check_dim(src, 4, "src", "[B, C, H, W]")

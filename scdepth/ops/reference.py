@@ -17,6 +17,7 @@ MIN_Z = 1e-3  # a point is sampled only in front of the source camera (csrc/warp
 
 def inverse_warp(src, depth, pose, K):
     """Reference of scdepth.ops.inverse_warp (see there for the contract)."""
+    src, _ = _checks.stacked_sources(src)
     _checks.check_inverse_warp(src, depth, pose, K)
     _checks.check_intrinsics(K)
     out_dtype = src.dtype
