@@ -70,3 +70,35 @@ def test_pose_oracle_finds_the_pose_that_made_the_target():
     found = pose_oracle.optimise(ops, tgt, ref, depth, K, torch.zeros_like(truth))
     assert (found[0, :3] - truth[0, :3]).norm() < 0.15 * truth[0, :3].norm()
     assert (found[0, 3:] - truth[0, 3:]).norm() < 0.15 * truth[0, 3:].norm()
+
+
+def test_known_poses_are_given_in_the_posenet_order_and_mirrored_with_the_image():
+    """batch_poses: T_ref<-tgt for each reference then each index, then their inverses (as
+    step.predict asks the PoseNet); a flipped sample's pose is mirrored in x."""
+    from types import SimpleNamespace
+
+    from experiments import known_poses as kp
+    from scdepth.geometry import pose_vec2mat
+
+    gt = np.tile(np.eye(4), (6, 1, 1))
+    gt[:, :3, 3] = np.arange(6)[:, None] * np.array([1.0, 2.0, 3.0])  # camera-to-world
+    gt[3, :3, :3] = cv2.Rodrigues(np.array([0.0, 0.2, 0.0]))[0]
+    flips = {0: False, 1: True}
+    data = SimpleNamespace(
+        shifts=[-1, 1],
+        samples=[(0, 2), (0, 3)],
+        _augmentation=lambda index: SimpleNamespace(flip=flips[index]),
+    )
+    vec = kp.batch_poses(data, [gt], [0, 1])
+    T = pose_vec2mat(vec).double().numpy()
+    expect = []
+    for shift in (-1, 1):
+        for index, i in ((0, 2), (1, 3)):
+            rel = np.linalg.inv(gt[i + shift]) @ gt[i]
+            if flips[index]:
+                rel = kp.MIRROR @ rel @ kp.MIRROR
+            expect.append(rel[:3])
+    expect += [np.linalg.inv(np.vstack([e, [0, 0, 0, 1]]))[:3] for e in expect]
+    np.testing.assert_allclose(T, np.stack(expect), atol=1e-6)
+    # the flipped sample's step to its next frame (frame 3 -> 4) goes the other way in x
+    np.testing.assert_allclose(T[3, 0, 3], -(np.linalg.inv(gt[4]) @ gt[3])[0, 3], atol=1e-6)

@@ -1,0 +1,178 @@
+"""Is depth on a real recording held back by the PoseNet? Train the DepthNet with the GT poses.
+
+    python -m experiments.known_poses --config configs/7scenes.yaml --data-root ROOT \\
+        --heldout HELDOUT --out DIR [--steps N] [--compare CHECKPOINT ...]
+
+The DepthNet is trained exactly as `scdepth-train` would (the config's method, size, skip,
+augmentation, learning rate and schedule, mixed precision), except that the relative poses
+come from the scenes' poses.txt instead of a PoseNet (mirrored with the image where the
+augmentation flips it). Then depth on the scenes of HELDOUT (ROOT's layout, frames with
+depth/; e.g. the held-out end of the walk that `experiments.real --set 7scenes` imports) is
+scored with median scaling against the GT, beside each --compare checkpoint's DepthNet and the
+constant prediction. Depth that learns the scene with known poses but not with the PoseNet
+says the poses hold it back; flat depth in both says the DepthNet's learning does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from scdepth import checkpoint, config, pose_eval
+from scdepth.data.folders import TrainFolder
+from scdepth.data.layout import load_scene, read_depth, read_image
+from scdepth.data.specs import get_spec
+from scdepth.data.transforms import resize_image
+from scdepth.evaluate import evaluate_image
+from scdepth.geometry import mat2euler
+from scdepth.models import DepthNet
+from scdepth.ops import get_backend
+from scdepth.precision import amp_dtype
+from scdepth.step import compute_losses
+from scdepth.train import learning_rate
+
+MIRROR = np.diag([-1.0, 1.0, 1.0, 1.0])  # a horizontal flip mirrors camera x
+
+
+class KnownPoses(torch.nn.Module):
+    """Stands in for the PoseNet of step.predict: returns the pose vectors it was given for the
+    batch's (tgt, ref) and (ref, tgt) pairs, in predict's order."""
+
+    def __init__(self):
+        super().__init__()
+        self.vectors = None
+
+    def forward(self, src, dst):
+        return self.vectors.to(src.device)
+
+
+def pose_vectors(T: np.ndarray) -> torch.Tensor:
+    """[n, 4, 4] transforms -> [n, 6] (tx, ty, tz, rx, ry, rz) of geometry.pose_vec2mat."""
+    T = torch.from_numpy(T)
+    return torch.cat([T[:, :3, 3], mat2euler(T[:, :3, :3])], 1).float()
+
+
+def batch_poses(data: TrainFolder, gts: list[np.ndarray], indices) -> torch.Tensor:
+    """Pose vectors [2 B N, 6]: every T_ref<-tgt of the batch, reference by reference, then
+    every T_tgt<-ref, as step.predict asks its PoseNet."""
+    forward, backward = [], []
+    for shift in data.shifts:
+        for index in indices:
+            si, i = data.samples[index]
+            T = np.linalg.inv(gts[si][i + shift]) @ gts[si][i]  # tgt camera -> ref camera
+            if data._augmentation(index).flip:
+                T = MIRROR @ T @ MIRROR
+            forward.append(T)
+            backward.append(np.linalg.inv(T))
+    return pose_vectors(np.stack(forward + backward))
+
+
+def train(cfg, steps, out: Path, log) -> DepthNet:
+    torch.manual_seed(cfg.seed)
+    data = TrainFolder(
+        cfg.data_root,
+        image_size=tuple(cfg.image_size),
+        sequence_length=cfg.sequence_length,
+        skip_frames=cfg.skip_frames,
+        use_pseudo_depth=cfg.uses_pseudo_depth(),
+        seed=cfg.seed,
+    )
+    gts = [pose_eval.load_pose_scene(s.path).gt for s in data.scenes]
+    depth_net = DepthNet(cfg.resnet_layers, pretrained=cfg.pretrained == "imagenet")
+    poses = KnownPoses()
+    opt = torch.optim.Adam(depth_net.parameters(), lr=cfg.lr)
+    ops = get_backend(cfg.backend)
+    amp = amp_dtype(cfg.amp, torch.device("cpu"))
+    order = torch.Generator().manual_seed(cfg.seed)
+    step, start = 0, time.time()
+    while step < steps:
+        data.set_epoch(step // len(data))
+        for chunk in torch.randperm(len(data), generator=order).split(cfg.batch_size):
+            if len(chunk) < cfg.batch_size or step >= steps:
+                break
+            items = [data[int(i)] for i in chunk]
+            batch = {k: torch.stack([it[k] for it in items]) for k in items[0]}
+            poses.vectors = batch_poses(data, gts, [int(i) for i in chunk])
+            for group in opt.param_groups:
+                group["lr"] = learning_rate(cfg, step, steps)
+            total, terms, _ = compute_losses(depth_net, poses, batch, cfg, ops, step, amp_dtype=amp)
+            opt.zero_grad()
+            total.backward()
+            opt.step()
+            step += 1
+            if step % 100 == 0:
+                log(f"step {step}: loss {total.item():.4f} ({time.time() - start:.0f} s)")
+    torch.save({"depth_net": depth_net.state_dict(), "steps": steps}, out / "depth_net.pt")
+    return depth_net
+
+
+def heldout_metrics(predict, root, size, spec) -> dict:
+    """Mean depth metrics over HELDOUT's frames with GT (scdepth.evaluate's median scaling
+    and range, at the GT's size)."""
+    rows = []
+    for scene in pose_eval.pose_scenes(root, "val"):
+        full = load_scene(scene.frames[0].parent, use_pseudo_depth=False)
+        for frame, depth_path in zip(full.frames, full.depth, strict=True):
+            if depth_path is None:
+                continue
+            gt = read_depth(depth_path, spec.depth_png_scale)
+            result = evaluate_image(gt, predict(resize_image(read_image(frame), size)), spec)
+            if result["all"] is not None:
+                rows.append(result["all"])
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} | {"images": len(rows)}
+
+
+def network_predictor(net):
+    net.eval()
+
+    def predict(img):
+        with torch.no_grad():
+            return net(img[None])[0, 0].numpy()
+
+    return predict
+
+
+def constant_predictor(img):
+    return np.ones(img.shape[1:], np.float32)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--data-root", required=True)
+    ap.add_argument("--heldout", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--steps", type=int, help="default: the config's epochs x epoch_size")
+    ap.add_argument("--compare", nargs="*", default=[], help="checkpoints to score beside it")
+    a = ap.parse_args(argv)
+    cfg = config.load(a.config, [f"data_root={a.data_root}"])
+    steps = a.steps or cfg.epochs * cfg.epoch_size
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def log(msg):
+        print(msg, flush=True)
+
+    net = train(cfg, steps, out, log)
+    size, spec = tuple(cfg.image_size), get_spec(cfg.dataset)
+    table = {
+        f"known poses ({steps} steps)": heldout_metrics(
+            network_predictor(net), a.heldout, size, spec
+        )
+    }
+    for path in a.compare:
+        other, _ = checkpoint.load_depth_model(path)
+        table[path] = heldout_metrics(network_predictor(other), a.heldout, size, spec)
+    table["constant"] = heldout_metrics(constant_predictor, a.heldout, size, spec)
+    (out / "metrics.json").write_text(json.dumps(table, indent=1))
+    for name, m in table.items():
+        log(f"{name:60s} abs_rel {m['abs_rel']:.3f}  a1 {m['a1']:.3f}  ({m['images']} images)")
+
+
+if __name__ == "__main__":
+    main()
