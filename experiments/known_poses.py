@@ -1,7 +1,7 @@
 """Is depth on a real recording held back by the PoseNet? Train the DepthNet with the GT poses.
 
     python -m experiments.known_poses --config configs/7scenes.yaml --data-root ROOT \\
-        --heldout HELDOUT --out DIR [--steps N] [--compare CHECKPOINT ...]
+        --heldout HELDOUT --out DIR [--steps N] [--compare CHECKPOINT ...] [--trained FILE]
 
 The DepthNet is trained exactly as `scdepth-train` would (the config's method, size, skip,
 augmentation, learning rate and schedule, mixed precision), except that the relative poses
@@ -9,8 +9,10 @@ come from the scenes' poses.txt instead of a PoseNet (mirrored with the image wh
 augmentation flips it). Then depth on the scenes of HELDOUT (ROOT's layout, frames with
 depth/; e.g. the held-out end of the walk that `experiments.real --set 7scenes` imports) is
 scored with median scaling against the GT, beside each --compare checkpoint's DepthNet and the
-constant prediction. Depth that learns the scene with known poses but not with the PoseNet
-says the poses hold it back; flat depth in both says the DepthNet's learning does.
+constant prediction, and OUT/sheet.png shows three held-out frames for each (frame,
+prediction, GT, error; the first network on the left). Depth that learns the scene with known
+poses but not with the PoseNet says the poses hold it back; flat depth in both says the
+DepthNet's learning does. --trained OUT/depth_net.pt scores a finished run again.
 """
 
 from __future__ import annotations
@@ -141,6 +143,34 @@ def constant_predictor(img):
     return np.ones(img.shape[1:], np.float32)
 
 
+def sheet(path: Path, predictors: dict, root, size, spec, frames: int = 3) -> None:
+    """Side by side, one column per predictor: rows of (frame, prediction, GT, error) for
+    `frames` held-out frames spread over HELDOUT."""
+    import cv2
+
+    from scdepth import viz
+
+    records = []
+    for scene in pose_eval.pose_scenes(root, "val"):
+        full = load_scene(scene.frames[0].parent, use_pseudo_depth=False)
+        records += [(f, d) for f, d in zip(full.frames, full.depth, strict=True) if d is not None]
+    records.sort(key=lambda r: r[0].name)  # in time order across the scenes
+    picks = np.linspace(0, len(records) - 1, frames).round().astype(int)
+    columns = []
+    for name, predict in predictors.items():
+        rows = []
+        for i in picks:
+            frame, depth_path = records[int(i)]
+            img = resize_image(read_image(frame), size)
+            gt = read_depth(depth_path, spec.depth_png_scale)
+            rows.append({"img": img, "pred": predict(img), "gt": gt})
+        column = viz.validation_sheet(rows)
+        title = "/".join(Path(name).parts[-3:])  # a checkpoint: the last folders and its name
+        top = viz.label(np.zeros((20, column.shape[1], 3), np.uint8), title)
+        columns.append(np.concatenate([top, column]))
+    cv2.imwrite(str(path), np.concatenate(columns, 1))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", required=True)
@@ -149,6 +179,7 @@ def main(argv=None):
     ap.add_argument("--out", required=True)
     ap.add_argument("--steps", type=int, help="default: the config's epochs x epoch_size")
     ap.add_argument("--compare", nargs="*", default=[], help="checkpoints to score beside it")
+    ap.add_argument("--trained", help="a depth_net.pt of this experiment: score it, no training")
     a = ap.parse_args(argv)
     cfg = config.load(a.config, [f"data_root={a.data_root}"])
     steps = a.steps or cfg.epochs * cfg.epoch_size
@@ -158,17 +189,20 @@ def main(argv=None):
     def log(msg):
         print(msg, flush=True)
 
-    net = train(cfg, steps, out, log)
+    if a.trained:
+        state = torch.load(a.trained, map_location="cpu", weights_only=True)
+        net = DepthNet(cfg.resnet_layers)
+        net.load_state_dict(state["depth_net"])
+        steps = state["steps"]
+    else:
+        net = train(cfg, steps, out, log)
     size, spec = tuple(cfg.image_size), get_spec(cfg.dataset)
-    table = {
-        f"known poses ({steps} steps)": heldout_metrics(
-            network_predictor(net), a.heldout, size, spec
-        )
-    }
+    predictors = {f"known poses ({steps} steps)": network_predictor(net)}
     for path in a.compare:
-        other, _ = checkpoint.load_depth_model(path)
-        table[path] = heldout_metrics(network_predictor(other), a.heldout, size, spec)
+        predictors[path] = network_predictor(checkpoint.load_depth_model(path)[0])
+    table = {k: heldout_metrics(p, a.heldout, size, spec) for k, p in predictors.items()}
     table["constant"] = heldout_metrics(constant_predictor, a.heldout, size, spec)
+    sheet(out / "sheet.png", predictors, a.heldout, size, spec)
     (out / "metrics.json").write_text(json.dumps(table, indent=1))
     for name, m in table.items():
         log(f"{name:60s} abs_rel {m['abs_rel']:.3f}  a1 {m['a1']:.3f}  ({m['images']} images)")
