@@ -1,7 +1,8 @@
 """Is depth on a real recording held back by the PoseNet? Train the DepthNet with the GT poses.
 
     python -m experiments.known_poses --config configs/7scenes.yaml --data-root ROOT \\
-        --heldout HELDOUT --out DIR [--steps N] [--compare CHECKPOINT ...] [--trained FILE]
+        --heldout HELDOUT --out DIR [--steps N] [--compare CHECKPOINT ...] [--trained FILE] \\
+        [--set KEY=VALUE ...]
 
 The DepthNet is trained exactly as `scdepth-train` would (the config's method, size, skip,
 augmentation, learning rate and schedule, mixed precision), except that the relative poses
@@ -180,8 +181,9 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, help="default: the config's epochs x epoch_size")
     ap.add_argument("--compare", nargs="*", default=[], help="checkpoints to score beside it")
     ap.add_argument("--trained", help="a depth_net.pt of this experiment: score it, no training")
+    ap.add_argument("--set", nargs="*", default=[], help="config overrides, key=value")
     a = ap.parse_args(argv)
-    cfg = config.load(a.config, [f"data_root={a.data_root}"])
+    cfg = config.load(a.config, [f"data_root={a.data_root}", *a.set])
     steps = a.steps or cfg.epochs * cfg.epoch_size
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
