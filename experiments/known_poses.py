@@ -23,10 +23,11 @@ import json
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
-from scdepth import checkpoint, config, pose_eval
+from scdepth import checkpoint, config, pose_eval, viz
 from scdepth.data.folders import TrainFolder
 from scdepth.data.layout import load_scene, read_depth, read_image
 from scdepth.data.specs import get_spec
@@ -114,19 +115,24 @@ def train(cfg, steps, out: Path, log) -> DepthNet:
     return depth_net
 
 
+def heldout_frames(root) -> list[tuple[Path, Path]]:
+    """(frame, GT depth) of HELDOUT's scenes, the frames with depth only, in time order."""
+    records = []
+    for scene in pose_eval.pose_scenes(root, "val"):
+        full = load_scene(scene.frames[0].parent, use_pseudo_depth=False)
+        records += [(f, d) for f, d in zip(full.frames, full.depth, strict=True) if d is not None]
+    return sorted(records, key=lambda r: r[0].name)
+
+
 def heldout_metrics(predict, root, size, spec) -> dict:
     """Mean depth metrics over HELDOUT's frames with GT (scdepth.evaluate's median scaling
     and range, at the GT's size)."""
     rows = []
-    for scene in pose_eval.pose_scenes(root, "val"):
-        full = load_scene(scene.frames[0].parent, use_pseudo_depth=False)
-        for frame, depth_path in zip(full.frames, full.depth, strict=True):
-            if depth_path is None:
-                continue
-            gt = read_depth(depth_path, spec.depth_png_scale)
-            result = evaluate_image(gt, predict(resize_image(read_image(frame), size)), spec)
-            if result["all"] is not None:
-                rows.append(result["all"])
+    for frame, depth_path in heldout_frames(root):
+        gt = read_depth(depth_path, spec.depth_png_scale)
+        result = evaluate_image(gt, predict(resize_image(read_image(frame), size)), spec)
+        if result["all"] is not None:
+            rows.append(result["all"])
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} | {"images": len(rows)}
 
 
@@ -147,15 +153,7 @@ def constant_predictor(img):
 def sheet(path: Path, predictors: dict, root, size, spec, frames: int = 3) -> None:
     """Side by side, one column per predictor: rows of (frame, prediction, GT, error) for
     `frames` held-out frames spread over HELDOUT."""
-    import cv2
-
-    from scdepth import viz
-
-    records = []
-    for scene in pose_eval.pose_scenes(root, "val"):
-        full = load_scene(scene.frames[0].parent, use_pseudo_depth=False)
-        records += [(f, d) for f, d in zip(full.frames, full.depth, strict=True) if d is not None]
-    records.sort(key=lambda r: r[0].name)  # in time order across the scenes
+    records = heldout_frames(root)
     picks = np.linspace(0, len(records) - 1, frames).round().astype(int)
     columns = []
     for name, predict in predictors.items():

@@ -51,7 +51,7 @@ def scene_depth(scene, frames, size, depth_net, png_scale):
         return torch.stack([resize_map(read_depth(p, png_scale), size) for p in scene.depth])
     with torch.no_grad():
         out = depth_net(frames)
-    return (out[0] if isinstance(out, (list, tuple)) else out).float()
+    return out.float()
 
 
 def optimise(ops, tgt, ref, depth, K, start, keep=None):
