@@ -11,6 +11,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "common/camera.h"
+
 namespace scdepth::warp {
 
 // A point is warped only if it lies in front of the source camera: z' > kMinZ.
@@ -35,19 +37,7 @@ struct Params {
 template <typename T, typename S>
 C10_HOST_DEVICE inline Params<T> make_params(const S* K, const S* pose) {
   Params<T> p;
-  const T a = K[0], b = K[1], c = K[2], d = K[3], e = K[4], f = K[5];
-  const T g = K[6], h = K[7], i = K[8];
-  const T A = e * i - f * h, B = f * g - d * i, C = d * h - e * g;
-  const T inv_det = T(1) / (a * A + b * B + c * C);
-  p.Kinv[0] = A * inv_det;
-  p.Kinv[1] = (c * h - b * i) * inv_det;
-  p.Kinv[2] = (b * f - c * e) * inv_det;
-  p.Kinv[3] = B * inv_det;
-  p.Kinv[4] = (a * i - c * g) * inv_det;
-  p.Kinv[5] = (c * d - a * f) * inv_det;
-  p.Kinv[6] = C * inv_det;
-  p.Kinv[7] = (b * g - a * h) * inv_det;
-  p.Kinv[8] = (a * e - b * d) * inv_det;
+  invert_intrinsics(K, p.Kinv);
   for (int r = 0; r < 3; ++r) {
     for (int k = 0; k < 3; ++k) p.R[3 * r + k] = pose[4 * r + k];
     p.t[r] = pose[4 * r + 3];
@@ -166,7 +156,7 @@ C10_HOST_DEVICE inline T backprop_pixel(const Params<T>& p, const Projection<T>&
     gXs[2] -= (gu * q.u + gv * q.v) * inv_z;
   }
   T ray[3];  // X = d K^-1 [u, v, 1]^T = d ray
-  for (int r = 0; r < 3; ++r) ray[r] = p.Kinv[3 * r] * u + p.Kinv[3 * r + 1] * v + p.Kinv[3 * r + 2];
+  for (int r = 0; r < 3; ++r) ray[r] = scdepth::ray(p.Kinv, r, u, v);
   T gd = T(0);
   for (int r = 0; r < 3; ++r) {
     for (int k = 0; k < 3; ++k) gpose[4 * r + k] += gXs[r] * d * ray[k];

@@ -141,7 +141,7 @@ def check_intrinsics(K):
 
 def _det_and_cofactors(k):
     """det and the 9 entries of det K^-1 of row-major 3x3 matrices k [N, 9], in k's dtype
-    and in the order of csrc/warp/warp.h make_params."""
+    and in the order of csrc/common/camera.h invert_intrinsics."""
     a, b, c, d, e, f, g, h, i = k.unbind(1)
     A, B, C = e * i - f * h, f * g - d * i, d * h - e * g
     cof = [A, c * h - b * i, b * f - c * e, B, a * i - c * g, c * d - a * f, C, b * g - a * h]
