@@ -35,6 +35,12 @@ TORCH_LIBRARY(scdepth, m) {
   m.def("normal_rank_error_backward(Tensor grad_error, Tensor normal, Tensor points, "
         "Tensor pair_slope) -> Tensor");
 
+  // Surface normals from depth (csrc/normals): depth [B,1,H,W], K [B,3,3] -> normal [B,3,H,W],
+  //   the unit normals of the back-projected points' Sobel derivatives (SC-DepthV3).
+  m.def("depth_normals(Tensor depth, Tensor K) -> Tensor");
+  // -> grad_depth [B,1,H,W] (K gets no gradient).
+  m.def("depth_normals_backward(Tensor grad_normal, Tensor depth, Tensor K) -> Tensor");
+
   // Dynamic pair sampling (csrc/ranking): score [B,1,H,W], pseudo_depth [B,1,H,W] ->
   //   (idx_a [B,k] int64, idx_b [B,k] int64, label [B,k] int8), k = floor(ratio*H*W).
   //   seed is a SymInt so that torch.compile keeps it symbolic (no graph per seed).

@@ -1,9 +1,10 @@
-"""The CUDA kernels of sample_dynamic_pairs, inverse_warp and normal_rank_error, run on the
-host.
+"""The CUDA kernels of sample_dynamic_pairs, inverse_warp, normal_rank_error and
+depth_normals, run on the host.
 
-tests/pairs_cuda_host.cpp, tests/warp_cuda_host.cpp and tests/normal_rank_cuda_host.cpp
-launch the kernels of csrc/ranking/pairs_kernels.cuh, csrc/warp/warp_kernels.cuh and
-csrc/normals/normal_rank_kernels.cuh as the CUDA entry points do,
+tests/pairs_cuda_host.cpp, tests/warp_cuda_host.cpp, tests/normal_rank_cuda_host.cpp and
+tests/depth_normals_cuda_host.cpp launch the kernels of csrc/ranking/pairs_kernels.cuh,
+csrc/warp/warp_kernels.cuh, csrc/normals/normal_rank_kernels.cuh and
+csrc/normals/depth_normals_kernels.cuh as the CUDA entry points do,
 through tests/simt/cuda_runtime.h: every block runs as 256 threads with real barriers, warp
 shuffles and atomics. The kernels must then give the CPU kernels' results (bit for bit where
 no atomic or block reduction reorders a sum). The pair kernels also run under ThreadSanitizer,
@@ -22,6 +23,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import build_host, warp_inputs
+from test_depth_normals import random_inputs as depth_normals_inputs
 from test_normal_rank import random_inputs as normal_rank_inputs
 from test_pairs import FLOAT_TYPES, k_of, random_inputs
 
@@ -50,7 +52,12 @@ def build_all(folder, sources, *flags):
 
 @pytest.fixture(scope="module")
 def plain(tmp_path_factory):
-    sources = ("pairs_cuda_host.cpp", "warp_cuda_host.cpp", "normal_rank_cuda_host.cpp")
+    sources = (
+        "pairs_cuda_host.cpp",
+        "warp_cuda_host.cpp",
+        "normal_rank_cuda_host.cpp",
+        "depth_normals_cuda_host.cpp",
+    )
     return build_all(tmp_path_factory.mktemp("plain"), sources, "-O2")
 
 
@@ -222,3 +229,35 @@ def test_normal_rank_kernels_on_the_host_match_cpu(plain, dtype, shared):
     scale = grad.abs().max().item()  # added with atomics: another order
     tol = {F64: 1e-13, torch.float32: 2e-6}[dtype]
     torch.testing.assert_close(host[3] / scale, grad / scale, rtol=tol, atol=tol)
+
+
+# ---- depth_normals
+
+
+def depth_normals_on_host(exe, depth, K, grad_normal):
+    """normal and grad_depth from the CUDA kernels."""
+    B, _, H, W = depth.shape
+    folder = Path(exe).parent
+    torch.cat([t.reshape(-1) for t in (depth, K, grad_normal)]).numpy().tofile(folder / "in")
+    execute(exe, [NAMES[depth.dtype], B, H, W, folder / "in", folder / "out"])
+    out = torch.from_numpy(np.fromfile(folder / "out", dtype=depth.numpy().dtype))
+    normal, grad = out.split([3 * depth.numel(), depth.numel()])
+    return normal.view(B, 3, H, W), grad.view(depth.shape)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize(
+    "shape",
+    [(2, 19, 70), (3, 8, 32), (1, 2, 3), (2, 1, 5), (1, 40, 1)],
+)  # tiles cut by the image's edges on both sides, exact tiles, an image smaller than a tile
+def test_depth_normals_kernels_on_the_host_are_bit_identical_to_cpu(plain, dtype, shape):
+    depth, K, grad = depth_normals_inputs(*shape, seed=sum(shape), dtype=dtype)
+    host = depth_normals_on_host(plain["depth_normals_cuda_host.cpp"], depth, K, grad)
+    cpu = (
+        torch.ops.scdepth.depth_normals(depth, K),
+        torch.ops.scdepth.depth_normals_backward(grad, depth, K),
+    )
+    for name, h, c in zip(("normal", "grad_depth"), host, cpu, strict=True):
+        assert torch.equal(h, c), name  # one per-pixel math, one writer, one order of sums
+    if min(shape[1:]) > 1:
+        assert host[1].abs().sum() > 0

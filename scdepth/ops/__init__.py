@@ -11,11 +11,13 @@ from . import reference
 from ._ext import AVAILABLE as EXTENSION_AVAILABLE
 from ._ext import with_cuda
 from .normal_rank import normal_rank_error
+from .normals import depth_normals
 from .pairs import sample_dynamic_pairs
 from .photometric import photometric_error
 from .warp import inverse_warp
 
 __all__ = [
+    "depth_normals",
     "inverse_warp",
     "normal_rank_error",
     "photometric_error",
@@ -26,7 +28,13 @@ __all__ = [
     "with_cuda",
 ]
 
-_OPS = ("inverse_warp", "photometric_error", "sample_dynamic_pairs", "normal_rank_error")
+_OPS = (
+    "inverse_warp",
+    "photometric_error",
+    "sample_dynamic_pairs",
+    "normal_rank_error",
+    "depth_normals",
+)
 
 
 def get_backend(name):

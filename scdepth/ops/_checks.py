@@ -95,6 +95,17 @@ def check_inverse_warp(src, depth, pose, K):
         raise ValueError(f"K must be [B, 3, 3] with B = {B}, got {list(K.shape)}")
 
 
+def check_depth_normals(depth, K):
+    check_floating(depth, "depth")
+    check_dim(depth, 4, "depth", "[B, 1, H, W]")
+    if depth.shape[1] != 1:
+        raise ValueError(f"depth must be [B, 1, H, W], got {list(depth.shape)}")
+    check_floating(K, "K")
+    check_like(K, "K", depth, "depth")
+    if tuple(K.shape) != (depth.shape[0], 3, 3):
+        raise ValueError(f"K must be [B, 3, 3] with B = {depth.shape[0]}, got {list(K.shape)}")
+
+
 # id(K) -> (weak reference to K, K._version) of the tensors known to hold good intrinsics
 _checked: dict[int, tuple[weakref.ref, int]] = {}
 

@@ -9,10 +9,12 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..geometry import backproject, sobel
 from ..losses import ordinal_labels  # the labels the ranking loss defines
 from . import _checks
 
 MIN_Z = 1e-3  # a point is sampled only in front of the source camera (csrc/warp/warp.h kMinZ)
+NORMAL_EPS = 1e-8  # |n|^2 is clamped at eps^2 (csrc/normals/depth_normals.h kEps)
 
 
 def inverse_warp(src, depth, pose, K):
@@ -201,3 +203,19 @@ def normal_rank_error(normal, pseudo_normal, valid, points, weight):
     error = (w * err).sum(1)
     pair_weight = (w * counts).sum(1)
     return error.to(out_dtype), pair_weight.to(out_dtype)
+
+
+def depth_normals(depth, K):
+    """Reference of scdepth.ops.depth_normals (see there for the contract): the Sobel
+    derivatives of the back-projected points (scdepth.geometry), their cross product and its
+    norm written out (torch.cross and .norm are several times slower on the CPU for 3-vectors
+    along dim 1: their general kernels). K receives no gradient, as from the op."""
+    _checks.check_depth_normals(depth, K)
+    _checks.check_intrinsics(K)
+    out_dtype = depth.dtype
+    ct = _checks.compute_dtype(out_dtype)
+    points = backproject(depth.to(ct), K.detach().to(ct))
+    (ax, ay, az), (bx, by, bz) = (t.unbind(1) for t in sobel(points))
+    n = torch.stack([ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx], 1)
+    norm = (n * n).sum(1, keepdim=True).clamp_min(NORMAL_EPS * NORMAL_EPS).rsqrt()
+    return (n * norm).to(out_dtype)
