@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from benchmarks import public_baseline
 from benchmarks.common import interleaved_timings, paired_ratio, peak_bytes, top_ops
 from scdepth import config, losses
-from scdepth.geometry import depth_to_normals, pose_vec2mat
+from scdepth.geometry import pose_vec2mat
 from scdepth.step import loss_terms
 
 METHODS = {"v1": "sc_depth_v1", "v3": "sc_depth_v3"}
@@ -198,13 +198,13 @@ def term_fns(variant, method, b, cfg):
         fns["smooth"] = lambda: losses.edge_aware_smoothness(b["tgt_depth"], tgt).backward()
         return fns
     with torch.no_grad():
-        pseudo_normal = depth_to_normals(pseudo, K)
-        normal0 = depth_to_normals(b["tgt_depth"], K)
+        pseudo_normal = ops.depth_normals(pseudo, K)
+        normal0 = ops.depth_normals(b["tgt_depth"], K)
 
     def normals():
-        n = depth_to_normals(b["tgt_depth"], K)
+        n = ops.depth_normals(b["tgt_depth"], K)
         with torch.no_grad():
-            pn = depth_to_normals(pseudo, K)
+            pn = ops.depth_normals(pseudo, K)
         losses.normal_matching_loss(n, pn).backward()
 
     fns["normals+matching"] = normals

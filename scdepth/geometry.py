@@ -61,13 +61,3 @@ def sobel(x):
         (du[..., :-2, :] + 2 * du[..., 1:-1, :] + du[..., 2:, :]) / 8,
         (dv[..., :-2] + 2 * dv[..., 1:-1] + dv[..., 2:]) / 8,
     )
-
-
-def depth_to_normals(depth, K, eps=1e-8):
-    """Unit surface normals [B, 3, H, W]: the cross product of the image-space derivatives of
-    the back-projected points (SC-DepthV3's normals from depth and K)."""
-    (ax, ay, az), (bx, by, bz) = (t.unbind(1) for t in sobel(backproject(depth, K)))
-    # du x dv and its norm written out: torch.cross and .norm are several times slower on
-    # the CPU for 3-vectors along dim 1 (their general kernels), and this is one fused pass.
-    n = torch.stack([ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx], 1)
-    return n * (n * n).sum(1, keepdim=True).clamp_min(eps * eps).rsqrt()

@@ -7,7 +7,7 @@ trainer runs, on either backend.
 import torch
 
 from . import losses, rectify
-from .geometry import depth_to_normals, pose_vec2mat
+from .geometry import pose_vec2mat
 
 TERMS = (
     "photo",
@@ -140,8 +140,8 @@ def loss_terms(
             global_pairs=draws.get("global_pairs"),
         )
     if w["normal_matching"] or w["normal_rank"]:
-        normal = depth_to_normals(tgt_depth, K)
-        pseudo_normal = depth_to_normals(batch["pseudo_depth"], K)
+        normal = ops.depth_normals(tgt_depth, K)
+        pseudo_normal = ops.depth_normals(batch["pseudo_depth"], K)
         terms["normal_matching"] = losses.normal_matching_loss(normal, pseudo_normal)
         terms["normal_rank"] = losses.normal_ranking_loss(
             ops, tgt, batch["pseudo_depth"], normal, pseudo_normal, draws=draws["edge_pairs"]

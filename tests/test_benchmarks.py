@@ -16,7 +16,7 @@ sys.path.insert(0, str(ROOT))  # benchmarks/ is not an installed package
 
 from benchmarks import bench_losses, public_baseline  # noqa: E402
 from benchmarks import run as bench_run  # noqa: E402
-from scdepth.geometry import depth_to_normals  # noqa: E402
+from scdepth import ops  # noqa: E402
 from tools import report  # noqa: E402
 
 KIT = ROOT / "tools" / "gpu_check.sh"
@@ -27,12 +27,13 @@ def tiny_batch():
 
 
 def test_public_normals_match_ours():
-    # kornia's depth_to_normals (re-implemented) and scdepth.geometry compute the same thing
+    # kornia's depth_to_normals (re-implemented) and our op and its reference compute the
+    # same thing
     b = tiny_batch()
     depth, K = b["tgt_depth"].detach().double(), b["K"].double()
-    torch.testing.assert_close(
-        public_baseline.depth_to_normals(depth, K), depth_to_normals(depth, K)
-    )
+    public = public_baseline.depth_to_normals(depth, K)
+    torch.testing.assert_close(public, ops.depth_normals(depth, K))
+    torch.testing.assert_close(public, ops.reference.depth_normals(depth, K))
 
 
 def test_public_ssim_of_identical_images_is_zero():

@@ -7,7 +7,6 @@ import torch
 from helpers import edge_guided_pairs
 
 from scdepth import losses
-from scdepth.geometry import depth_to_normals
 from scdepth.ops import get_backend
 
 EXT = get_backend("ext")
@@ -36,12 +35,13 @@ def test_mean_on_mask_needs_more_than_100_pixels():
     assert losses.mean_on_mask(x, mask) == pytest.approx(50.0)
 
 
-def test_normals_of_planes():
+@pytest.mark.parametrize("backend", ["ext", "reference"])
+def test_normals_of_planes(backend):
     K = intrinsics(1)
     for n in ([0.0, 0.0, 1.0], [0.3, -0.2, 0.93]):
         n_unit = torch.tensor(n, dtype=torch.float64) / torch.tensor(n).norm()
         depth = plane_depth(n_unit.tolist(), 5.0, K, 24, 32)
-        normals = depth_to_normals(depth, K)
+        normals = get_backend(backend).depth_normals(depth, K)
         # interior pixels (the replicate border has one-sided differences)
         inner = normals[0, :, 2:-2, 2:-2].reshape(3, -1).T
         torch.testing.assert_close(inner, n_unit.expand_as(inner), atol=1e-6, rtol=0)
@@ -120,12 +120,12 @@ def test_normal_ranking_loss_is_zero_for_matching_normals_and_grows_otherwise():
     pseudo[:, :, :, 16:] = depth[1:, :, :, 16:]
     img = torch.zeros(2, 3, 24, 32)
     img[:, :, :, 8:12] = 1.0
-    n_star = depth_to_normals(pseudo, K)
+    n_star = EXT.depth_normals(pseudo, K)
     gen = torch.Generator().manual_seed(0)
     assert losses.normal_ranking_loss(EXT, img, pseudo, n_star, n_star, gen) == 0
     draws = losses.edge_pair_draws(2, 24, 32, torch.Generator().manual_seed(0))
     assert losses.normal_ranking_loss(EXT, img, pseudo, n_star, n_star, draws=draws) == 0
-    n = depth_to_normals(depth[:1].expand(2, 1, 24, 32), K).requires_grad_()
+    n = EXT.depth_normals(depth[:1].expand(2, 1, 24, 32), K).requires_grad_()
     loss = losses.normal_ranking_loss(EXT, img, pseudo, n, n_star, torch.Generator().manual_seed(0))
     assert loss > 0.01
     loss.backward()
@@ -205,13 +205,13 @@ def test_normal_ranking_gradient_does_not_depend_on_thread_timing():
     smooth = torch.rand(B, 1, H // 16, W // 16, generator=g)  # bends for the normal pairs
     pseudo = 1 + torch.nn.functional.interpolate(smooth, size=(H, W), mode="bicubic")
     K = intrinsics(B, f=100.0, cx=63.5, cy=47.5).float()
-    pseudo_normal = depth_to_normals(pseudo, K)
+    pseudo_normal = EXT.depth_normals(pseudo, K)
     depth = (1 + torch.rand(B, 1, H, W, generator=g)).requires_grad_()
 
     def loss():
         gen = torch.Generator().manual_seed(1)
         return losses.normal_ranking_loss(
-            EXT, img, pseudo, depth_to_normals(depth, K), pseudo_normal, gen
+            EXT, img, pseudo, EXT.depth_normals(depth, K), pseudo_normal, gen
         )
 
     assert "IndexBackward0" not in backward_nodes(loss())

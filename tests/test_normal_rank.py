@@ -6,7 +6,6 @@ import torch
 
 import scdepth.ops as ops
 from scdepth import losses
-from scdepth.geometry import depth_to_normals
 from scdepth.ops import reference
 
 FLOAT_TYPES = (torch.float64, torch.float32, torch.bfloat16, torch.float16)
@@ -159,14 +158,15 @@ def test_normal_ranking_loss_is_the_same_on_both_backends():
     )
     pseudo[:, :, :4] = 0  # invalid rows: their pairs weigh 0
     K = torch.tensor([[50.0, 0, 31.5], [0, 50.0, 23.5], [0, 0, 1]]).expand(B, 3, 3)
-    pseudo_normal = depth_to_normals(pseudo, K)
+    pseudo_normal = reference.depth_normals(pseudo, K)
     draws = losses.edge_pair_draws(B, H, W, torch.Generator().manual_seed(11))
     results = []
     for backend in ("ext", "reference"):
         depth = 1 + torch.rand(B, 1, H, W, generator=torch.Generator().manual_seed(12))
         depth.requires_grad_()
         loss = losses.normal_ranking_loss(
-            ops.get_backend(backend), img, pseudo, depth_to_normals(depth, K), pseudo_normal,
+            ops.get_backend(backend), img, pseudo, reference.depth_normals(depth, K),
+            pseudo_normal,
             draws=draws,
         )  # fmt: skip
         loss.backward()

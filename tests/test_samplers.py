@@ -9,8 +9,9 @@ import torch.nn.functional as F
 from helpers import edge_guided_pairs
 
 from scdepth import losses, ops
-from scdepth.geometry import depth_to_normals, sobel
+from scdepth.geometry import sobel
 from scdepth.losses import ordinal_labels
+from scdepth.ops import reference
 
 B, H, W = 2, 48, 64
 SEEDS = 30
@@ -105,7 +106,7 @@ def scene():
     )
     f = 60.0
     K = torch.tensor([[f, 0, (W - 1) / 2], [0, f, (H - 1) / 2], [0, 0, 1.0]]).expand(B, 3, 3)
-    return img, pseudo, depth_to_normals(other, K), depth_to_normals(pseudo, K)
+    return img, pseudo, reference.depth_normals(other, K), reference.depth_normals(pseudo, K)
 
 
 def draws(seed):
