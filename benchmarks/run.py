@@ -50,6 +50,7 @@ MODULES = [
     "benchmarks.bench_photometric",
     "benchmarks.bench_pairs",
     "benchmarks.bench_normal_rank",
+    "benchmarks.bench_depth_normals",
 ]
 _LOGGED = set()
 

@@ -14,7 +14,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # benchmarks/ is not an installed package
 
 import scdepth.ops as ops  # noqa: E402
-from benchmarks import bench_normal_rank, bench_pairs, bench_photometric, bench_warp  # noqa: E402
+from benchmarks import (  # noqa: E402
+    bench_depth_normals,
+    bench_normal_rank,
+    bench_pairs,
+    bench_photometric,
+    bench_warp,
+)
 from tools import kernel_resources as kr  # noqa: E402
 
 KIB = 1024
@@ -243,6 +249,8 @@ def test_our_bytes_match_the_benchmarks_bytes_moved():
     )
     # normal_rank_error: + the zero fill of grad_normal
     assert by_op["normal_rank_error"] == bench_normal_rank.bytes_moved(B, H, W)(f32) + 12 * n
+    # depth_normals: the same (the backward's step 1 stays in shared memory)
+    assert by_op["depth_normals"] == bench_depth_normals.bytes_moved(B, H, W)(f32)
 
 
 NCU_CSV = """==PROF== Connected to process 1234

@@ -61,7 +61,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 KIB = 1024
-THREADS = 256  # every kernel's block (kThreads in photometric, warp, pairs and normals)
+THREADS = 256  # every kernel's block (kThreads in photometric, warp, pairs, normals and
+# depth_normals)
 KITTI = (4, 256, 832)  # benchmarks.common.SIZES["KITTI"]
 BANDWIDTHS = {"H100 SXM 3.35 TB/s": 3.35e12, "H200 4.8 TB/s": 4.8e12}
 WINDOWS = (3, 7)  # reported; the budget test checks every window
@@ -138,6 +139,8 @@ KERNELS = {
     ("pairs", "partner_kernel"): ("sample_dynamic_pairs", "forward"),
     ("normals", "forward_kernel"): ("normal_rank_error", "forward"),
     ("normals", "backward_kernel"): ("normal_rank_error", "backward"),
+    ("depth_normals", "forward_kernel"): ("depth_normals", "forward"),
+    ("depth_normals", "backward_kernel"): ("depth_normals", "backward"),
 }
 
 
@@ -379,6 +382,11 @@ def kernel_traffic(B, H, W, e=4, C_photo=3, C_warp=4, ratio=0.2):
          anchors * (32 + 16 * e) + 3 * e * n,
          "per anchor reads grad_error, its 3 pair slopes, the points and their normals; "
          "grad_normal written once per pixel: 32 + 16e per anchor + 3e/px"),
+        ("depth_normals", "forward", "depth_normals::forward_kernel", 1, 4 * e * n,
+         "reads depth (its 3x3 gathered once); writes the 3 normal planes: 4e/px"),
+        ("depth_normals", "backward", "depth_normals::backward_kernel", 1, 5 * e * n,
+         "reads grad_normal (3 planes) and depth, writes grad_depth; step 1 of the tile and "
+         "its halo stays in shared memory: 5e/px"),
     ]  # fmt: skip
 
 
@@ -427,7 +435,13 @@ class _TrafficMode:
 def cases(B, H, W):
     """[(name, op, build, backward)]: the benchmarks' calls (benchmarks/bench_*.py) that the
     traffic table, the reference count and the measurements share."""
-    from benchmarks import bench_normal_rank, bench_pairs, bench_photometric, bench_warp
+    from benchmarks import (
+        bench_depth_normals,
+        bench_normal_rank,
+        bench_pairs,
+        bench_photometric,
+        bench_warp,
+    )
 
     return [
         *[(f"photometric_error k={k}", "photometric_error", bench_photometric.make(B, H, W, k),
@@ -435,6 +449,7 @@ def cases(B, H, W):
         ("inverse_warp", "inverse_warp", bench_warp.make(B, H, W), True),
         ("sample_dynamic_pairs", "sample_dynamic_pairs", bench_pairs.make(B, H, W), False),
         ("normal_rank_error", "normal_rank_error", bench_normal_rank.make(B, H, W), True),
+        ("depth_normals", "depth_normals", bench_depth_normals.make(B, H, W), True),
     ]  # fmt: skip
 
 
