@@ -23,6 +23,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "common/cpu_bands.h"
 #include "common/cpu_simd.h"
 #include "common/launch.h"
 #include "photometric/photometric.h"
@@ -36,18 +37,8 @@ namespace {
 constexpr int64_t kMinBandRows = 8;
 constexpr int64_t kMaxBandRows = 64;
 
-struct Bands {
-  int64_t rows;       // rows per band
-  int64_t per_image;  // bands per image
-  int64_t tasks;      // B * per_image
-};
-
 Bands make_bands(int64_t B, int64_t H) {
-  const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
-  const int64_t rows =
-      std::clamp<int64_t>(ceil_div<int64_t>(B * H, 4 * threads), kMinBandRows, kMaxBandRows);
-  const int64_t per_image = ceil_div<int64_t>(H, rows);
-  return {rows, per_image, B * per_image};
+  return scdepth::make_bands(B, H, kMinBandRows, kMaxBandRows);
 }
 
 // ---- Row loops. gcc honours __restrict__ on parameters (not on local pointers into one
