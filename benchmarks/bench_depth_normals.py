@@ -3,7 +3,7 @@ dataset sizes, forward and backward."""
 
 import torch
 
-from benchmarks.common import SIZES, Case
+from benchmarks.common import Case
 
 
 def inputs(B, H, W, device, dtype):
@@ -42,16 +42,5 @@ def bytes_moved(B, H, W):
 
 
 def case_at(name, B, H, W):
-    """The benchmark at one size (run.py also calls it for the scaling and quick runs)."""
-    return Case(
-        "depth_normals",
-        f"{name} B{B} {H}x{W}",
-        make(B, H, W),
-        B * H * W,
-        bytes_moved(B, H, W),
-        shape=(B, H, W),
-    )
-
-
-def cases():
-    return [case_at(name, *shape) for name, shape in SIZES.items()]
+    """The benchmark at one size (run.py calls it for every size it runs)."""
+    return Case.at("depth_normals", f"{name} B{B} {H}x{W}", (B, H, W), make, bytes_moved)

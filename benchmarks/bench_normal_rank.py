@@ -3,7 +3,7 @@ per image and map, points 3-19 px apart) at the dataset sizes, forward and backw
 
 import torch
 
-from benchmarks.common import SIZES, Case
+from benchmarks.common import Case
 
 MAPS = 2  # image edges and pseudo-normal edges
 
@@ -58,16 +58,5 @@ def bytes_moved(B, H, W):
 
 
 def case_at(name, B, H, W):
-    """The benchmark at one size (run.py also calls it for the scaling and quick runs)."""
-    return Case(
-        "normal_rank_error",
-        f"{name} B{B} {H}x{W}",
-        make(B, H, W),
-        B * H * W,
-        bytes_moved(B, H, W),
-        shape=(B, H, W),
-    )
-
-
-def cases():
-    return [case_at(name, *shape) for name, shape in SIZES.items()]
+    """The benchmark at one size (run.py calls it for every size it runs)."""
+    return Case.at("normal_rank_error", f"{name} B{B} {H}x{W}", (B, H, W), make, bytes_moved)

@@ -3,7 +3,7 @@ the dataset sizes, SSIM window 3 (SC-Depth paper) and 7 (public SC-Depth code)."
 
 import torch
 
-from benchmarks.common import SIZES, Case
+from benchmarks.common import Case
 
 WINDOWS = (3, 7)
 C = 3
@@ -50,21 +50,16 @@ def bytes_moved(B, H, W):
 
 
 def case_at(name, B, H, W):
-    """The benchmarks at one size, one per SSIM window (run.py also calls it for the scaling
-    and quick runs)."""
+    """The benchmarks at one size, one per SSIM window (run.py calls it for every size it
+    runs)."""
     return [
-        Case(
+        Case.at(
             "photometric_error",
             f"{name} B{B} C{C} {H}x{W} k{k}",
-            make(B, H, W, k),
-            B * H * W,
-            bytes_moved(B, H, W),
+            (B, H, W),
+            lambda B, H, W, k=k: make(B, H, W, k),
+            bytes_moved,
             meta={"window": k},
-            shape=(B, H, W),
         )
         for k in WINDOWS
     ]
-
-
-def cases():
-    return [c for name, shape in SIZES.items() for c in case_at(name, *shape)]

@@ -2,7 +2,7 @@
 
 import torch
 
-from benchmarks.common import SIZES, Case
+from benchmarks.common import Case
 from scdepth.geometry import pose_vec2mat
 
 C = 4
@@ -54,16 +54,5 @@ def bytes_moved(B, H, W):
 
 
 def case_at(name, B, H, W):
-    """The benchmark at one size (run.py also calls it for the scaling and quick runs)."""
-    return Case(
-        "inverse_warp",
-        f"{name} B{B} C{C} {H}x{W}",
-        make(B, H, W),
-        B * H * W,
-        bytes_moved(B, H, W),
-        shape=(B, H, W),
-    )
-
-
-def cases():
-    return [case_at(name, *shape) for name, shape in SIZES.items()]
+    """The benchmark at one size (run.py calls it for every size it runs)."""
+    return Case.at("inverse_warp", f"{name} B{B} C{C} {H}x{W}", (B, H, W), make, bytes_moved)

@@ -42,6 +42,13 @@ class Case:
     meta: dict = field(default_factory=dict)
     shape: tuple = None
 
+    @classmethod
+    def at(cls, op, label, shape, make, bytes_moved, meta=None):
+        """The case of an op at one size (B, H, W): make and bytes_moved are its factories,
+        called with B, H, W (make's extra arguments bound by the caller)."""
+        B, H, W = shape
+        return cls(op, label, make(B, H, W), B * H * W, bytes_moved(B, H, W), meta or {}, shape)
+
 
 def sync(device):
     if torch.device(device).type == "cuda":

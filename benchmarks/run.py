@@ -80,14 +80,9 @@ def all_cases(sizes=None, skipped=None):
     skipped = [] if skipped is None else skipped
     cases = []
     for m in modules(skipped):
-        if sizes is None:
-            cases += m.cases()
-        elif hasattr(m, "case_at"):  # case_at(name, B, H, W) -> a Case or a list of them
-            for n, s in sizes.items():
-                c = m.case_at(n, *s)
-                cases += c if isinstance(c, list) else [c]
-        else:
-            skipped.append(f"{m.__name__}: no case_at(name, B, H, W) for other sizes")
+        for n, s in (SIZES if sizes is None else sizes).items():
+            c = m.case_at(n, *s)  # a Case or a list of them
+            cases += c if isinstance(c, list) else [c]
     return cases
 
 
