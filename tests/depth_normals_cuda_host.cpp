@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "normals/depth_normals_kernels.cuh"
+#include "simt/raw_files.h"
 
 using namespace scdepth::depth_normals;
 
@@ -18,11 +19,7 @@ template <typename T>
 int run(int64_t B, int64_t H, int64_t W, const char* in, const char* out) {
   const int64_t HW = H * W;
   std::vector<T> inputs(B * HW + 9 * B + 3 * B * HW);
-  FILE* f = std::fopen(in, "rb");
-  if (f == nullptr || std::fread(inputs.data(), sizeof(T), inputs.size(), f) != inputs.size()) {
-    return 2;
-  }
-  std::fclose(f);
+  if (!simt::read_raw(in, inputs)) return 2;
   const T *depth = inputs.data(), *K = depth + B * HW, *grad_normal = K + 9 * B;
 
   std::vector<T> result(4 * B * HW, T(0));
@@ -32,12 +29,7 @@ int run(int64_t B, int64_t H, int64_t W, const char* in, const char* out) {
   const auto bg = backward_grid(B, H, W);
   simt::launch(bg.blocks, kThreads, backward_kernel<T>, grad_normal, depth, K, grad_depth, H, W,
                bg.tiles_x, bg.tiles_y);
-  f = std::fopen(out, "wb");
-  if (f == nullptr || std::fwrite(result.data(), sizeof(T), result.size(), f) != result.size()) {
-    return 2;
-  }
-  std::fclose(f);
-  return 0;
+  return simt::write_raw(out, result) ? 0 : 2;
 }
 
 }  // namespace

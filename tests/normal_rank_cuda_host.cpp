@@ -11,15 +11,11 @@
 #include <vector>
 
 #include "normals/normal_rank_kernels.cuh"
+#include "simt/raw_files.h"
 
 using namespace scdepth::normals;
 
 namespace {
-
-template <typename T>
-bool read(FILE* f, std::vector<T>& v) {
-  return std::fread(v.data(), sizeof(T), v.size(), f) == v.size();
-}
 
 template <typename T>
 int run(int64_t S, int64_t B, int64_t H, int64_t W, int64_t M, const char* in, const char* out) {
@@ -27,9 +23,7 @@ int run(int64_t S, int64_t B, int64_t H, int64_t W, int64_t M, const char* in, c
   std::vector<T> floats(2 * img + 2 * anchors);
   std::vector<int64_t> points(anchors * kPoints);
   std::vector<unsigned char> bytes(B * HW);
-  FILE* f = std::fopen(in, "rb");
-  if (f == nullptr || !read(f, floats) || !read(f, points) || !read(f, bytes)) return 2;
-  std::fclose(f);
+  if (!simt::read_raw(in, floats, points, bytes)) return 2;
   std::vector<char> valid_storage(B * HW);
   bool* valid = reinterpret_cast<bool*>(valid_storage.data());
   for (int64_t i = 0; i < B * HW; ++i) valid[i] = bytes[i] != 0;
@@ -44,12 +38,7 @@ int run(int64_t S, int64_t B, int64_t H, int64_t W, int64_t M, const char* in, c
                weight, error, pair_weight, pair_slope, B, M, HW, anchors);
   simt::launch(blocks, kThreads, backward_kernel<T>, grad_error, normal, points.data(),
                static_cast<const T*>(pair_slope), grad, B, M, HW, anchors);
-  f = std::fopen(out, "wb");
-  if (f == nullptr || std::fwrite(result.data(), sizeof(T), result.size(), f) != result.size()) {
-    return 2;
-  }
-  std::fclose(f);
-  return 0;
+  return simt::write_raw(out, result) ? 0 : 2;
 }
 
 }  // namespace

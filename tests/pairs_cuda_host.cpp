@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "ranking/pairs_kernels.cuh"
+#include "simt/raw_files.h"
 
 using namespace scdepth::pairs;
 
@@ -24,23 +25,19 @@ struct HostLaunch {
 template <typename T>
 std::vector<T> read(const char* path, int64_t n) {
   std::vector<T> v(n);
-  FILE* f = std::fopen(path, "rb");
-  if (f == nullptr || std::fread(v.data(), sizeof(T), n, f) != static_cast<size_t>(n)) {
+  if (!simt::read_raw(path, v)) {
     std::fprintf(stderr, "cannot read %lld values from %s\n", static_cast<long long>(n), path);
     std::exit(2);
   }
-  std::fclose(f);
   return v;
 }
 
 template <typename T>
 void write(const std::string& path, const std::vector<T>& v) {
-  FILE* f = std::fopen(path.c_str(), "wb");
-  if (f == nullptr || std::fwrite(v.data(), sizeof(T), v.size(), f) != v.size()) {
+  if (!simt::write_raw(path.c_str(), v)) {
     std::fprintf(stderr, "cannot write %s\n", path.c_str());
     std::exit(2);
   }
-  std::fclose(f);
 }
 
 struct Pairs {

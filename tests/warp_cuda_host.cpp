@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "simt/raw_files.h"
 #include "warp/warp_kernels.cuh"
 
 using namespace scdepth::warp;
@@ -24,9 +25,7 @@ int run(int64_t B, int64_t C, int64_t H, int64_t W, int64_t grad_from, const cha
   int64_t total = 0;
   for (int64_t n : sizes) total += n;
   std::vector<T> data(total);
-  FILE* f = std::fopen(in, "rb");
-  if (f == nullptr || std::fread(data.data(), sizeof(T), total, f) != size_t(total)) return 2;
-  std::fclose(f);
+  if (!simt::read_raw(in, data)) return 2;
   const T* src = data.data();
   const T *depth = src + img, *pose = depth + map, *K = pose + B * 12;
   const T *gw = K + B * 9, *gz = gw + img;
@@ -45,12 +44,7 @@ int run(int64_t B, int64_t C, int64_t H, int64_t W, int64_t grad_from, const cha
       for (int k = 0; k < 12; ++k) grad_pose[b * 12 + k] += partial[(b * grid.tiles + t) * 12 + k];
     }
   }
-  f = std::fopen(out, "wb");
-  if (f == nullptr || std::fwrite(result.data(), sizeof(T), result.size(), f) != result.size()) {
-    return 2;
-  }
-  std::fclose(f);
-  return 0;
+  return simt::write_raw(out, result) ? 0 : 2;
 }
 
 }  // namespace
