@@ -78,7 +78,31 @@ def batch_poses(data: TrainFolder, gts: list[np.ndarray], indices) -> torch.Tens
 
 def train(cfg, steps, out: Path, log) -> DepthNet:
     torch.manual_seed(cfg.seed)
-    data = TrainFolder(
+    data = train_folder(cfg)
+    gts = [pose_eval.load_pose_scene(s.path).gt for s in data.scenes]
+    depth_net = DepthNet(cfg.resnet_layers, pretrained=cfg.pretrained == "imagenet")
+    poses = KnownPoses()
+    opt = torch.optim.Adam(depth_net.parameters(), lr=cfg.lr)
+    ops = get_backend(cfg.backend)
+    amp = amp_dtype(cfg.amp, torch.device("cpu"))
+    start = time.time()
+    for step, indices, batch in batches(data, cfg, steps):
+        poses.vectors = batch_poses(data, gts, indices)
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(cfg, step, steps)
+        total, terms, _ = compute_losses(depth_net, poses, batch, cfg, ops, step, amp_dtype=amp)
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+        if (step + 1) % 100 == 0:
+            log(f"step {step + 1}: loss {total.item():.4f} ({time.time() - start:.0f} s)")
+    torch.save({"depth_net": depth_net.state_dict(), "steps": steps}, out / "depth_net.pt")
+    return depth_net
+
+
+def train_folder(cfg) -> TrainFolder:
+    """The config's training data, as scdepth-train reads it."""
+    return TrainFolder(
         cfg.data_root,
         image_size=tuple(cfg.image_size),
         sequence_length=cfg.sequence_length,
@@ -86,33 +110,25 @@ def train(cfg, steps, out: Path, log) -> DepthNet:
         use_pseudo_depth=cfg.uses_pseudo_depth(),
         seed=cfg.seed,
     )
-    gts = [pose_eval.load_pose_scene(s.path).gt for s in data.scenes]
-    depth_net = DepthNet(cfg.resnet_layers, pretrained=cfg.pretrained == "imagenet")
-    poses = KnownPoses()
-    opt = torch.optim.Adam(depth_net.parameters(), lr=cfg.lr)
-    ops = get_backend(cfg.backend)
-    amp = amp_dtype(cfg.amp, torch.device("cpu"))
+
+
+def batches(data: TrainFolder, cfg, steps):
+    """(step, sample indices, batch) for `steps` steps: the samples shuffled by cfg.seed,
+    epoch by epoch (each epoch its own augmentation), full batches of cfg.batch_size."""
     order = torch.Generator().manual_seed(cfg.seed)
-    step, start = 0, time.time()
+    step = 0
     while step < steps:
         data.set_epoch(step // len(data))
         for chunk in torch.randperm(len(data), generator=order).split(cfg.batch_size):
             if len(chunk) < cfg.batch_size or step >= steps:
                 break
             items = [data[int(i)] for i in chunk]
-            batch = {k: torch.stack([it[k] for it in items]) for k in items[0]}
-            poses.vectors = batch_poses(data, gts, [int(i) for i in chunk])
-            for group in opt.param_groups:
-                group["lr"] = learning_rate(cfg, step, steps)
-            total, terms, _ = compute_losses(depth_net, poses, batch, cfg, ops, step, amp_dtype=amp)
-            opt.zero_grad()
-            total.backward()
-            opt.step()
+            yield (
+                step,
+                [int(i) for i in chunk],
+                {k: torch.stack([it[k] for it in items]) for k in items[0]},
+            )
             step += 1
-            if step % 100 == 0:
-                log(f"step {step}: loss {total.item():.4f} ({time.time() - start:.0f} s)")
-    torch.save({"depth_net": depth_net.state_dict(), "steps": steps}, out / "depth_net.pt")
-    return depth_net
 
 
 def heldout_frames(root) -> list[tuple[Path, Path]]:

@@ -55,7 +55,12 @@ def angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def diagnose(path, data_root, split="val") -> dict:
     net, size, rectify_net = checkpoint.load_pose_model(path)
-    scenes = pose_eval.pose_scenes(data_root, split)
+    return diagnose_net(net, size, pose_eval.pose_scenes(data_root, split), rectify_net)
+
+
+def diagnose_net(net, size, scenes, rectify_net=None) -> dict:
+    """diagnose's measures of a PoseNet (left in eval mode) on pose scenes."""
+    net.eval()
     rows: dict[str, list] = {}
     steps = {"rot_err_deg": [], "rot_deg": [], "dir_err_deg": [], "len_pred": [], "len_gt": []}
 

@@ -27,11 +27,17 @@ def predict(depth_net, pose_net, tgt, refs):
     B, N = refs.shape[:2]
     frames = torch.cat([tgt, refs.transpose(0, 1).reshape(B * N, *tgt.shape[1:])])
     depths = depth_net(frames).split(B)
-    ref_list = list(refs.unbind(1))
-    src = torch.cat([tgt.repeat(N, 1, 1, 1), torch.cat(ref_list)])
-    dst = torch.cat([torch.cat(ref_list), tgt.repeat(N, 1, 1, 1)])
-    vecs = pose_net(src, dst).split(B)
+    vecs = pose_net(*pose_pairs(tgt, refs)).split(B)
     return depths[0], list(depths[1:]), list(vecs[:N]), list(vecs[N:])
+
+
+def pose_pairs(tgt, refs):
+    """The PoseNet's batch of (src, dst) image pairs [2 N B, 3, H, W] each: every tgt -> ref,
+    reference by reference, then every ref -> tgt."""
+    N = refs.shape[1]
+    ref_list = torch.cat(list(refs.unbind(1)))
+    tgts = tgt.repeat(N, 1, 1, 1)
+    return torch.cat([tgts, ref_list]), torch.cat([ref_list, tgts])
 
 
 def full_precision(t):

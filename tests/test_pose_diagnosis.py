@@ -102,3 +102,48 @@ def test_known_poses_are_given_in_the_posenet_order_and_mirrored_with_the_image(
     np.testing.assert_allclose(T, np.stack(expect), atol=1e-6)
     # the flipped sample's step to its next frame (frame 3 -> 4) goes the other way in x
     np.testing.assert_allclose(T[3, 0, 3], -(np.linalg.inv(gt[4]) @ gt[3])[0, 3], atol=1e-6)
+
+
+def test_pose_pairs_are_every_tgt_to_ref_then_every_ref_to_tgt():
+    """step.pose_pairs, the order batch_poses' GT vectors follow: reference by reference,
+    each the whole batch, first (tgt, ref) then (ref, tgt)."""
+    import torch
+
+    from scdepth.step import pose_pairs
+
+    B, N = 3, 2
+    tgt = torch.arange(B, dtype=torch.float32).view(B, 1, 1, 1).expand(B, 3, 2, 2)
+    refs = 10 + torch.arange(B * N, dtype=torch.float32).view(B, N, 1, 1, 1).expand(B, N, 3, 2, 2)
+    src, dst = pose_pairs(tgt, refs)
+    pairs = [(int(s[0, 0, 0]), int(d[0, 0, 0])) for s, d in zip(src, dst, strict=True)]
+    forward = [(b, 10 + b * N + k) for k in range(N) for b in range(B)]
+    assert pairs == forward + [(r, t) for t, r in forward]
+
+
+def test_supervised_pose_loss_weighs_translation_and_rotation_by_their_output_scales():
+    """pose_alone's loss is 0 for the GT vectors and the squared raw-output error otherwise:
+    a rotation off by one rotation-scale unit costs what a translation off by one
+    translation-scale unit costs."""
+    import torch
+
+    from experiments.pose_alone import supervised_loss
+    from scdepth.models.pose_net import POSE_SCALE
+
+    class Fixed(torch.nn.Module):
+        rotation_scale = 0.1
+
+        def __init__(self, out):
+            super().__init__()
+            self.out = out
+
+        def forward(self, src, dst):
+            return self.out
+
+    batch = {"tgt": torch.zeros(1, 3, 4, 4), "refs": torch.zeros(1, 2, 3, 4, 4)}
+    target = torch.randn(4, 6) * 0.05
+    assert supervised_loss(Fixed(target.clone()), batch, target).item() < 1e-6
+    for column, unit in ((0, POSE_SCALE), (4, 0.1)):
+        off = target.clone()
+        off[:, column] += unit
+        loss = supervised_loss(Fixed(off), batch, target).item()
+        assert abs(loss - 1 / 6) < 2e-2, (column, loss)
