@@ -27,6 +27,7 @@
 #include <cstdint>
 
 #include "common/launch.h"
+#include "common/pixel_grid.h"
 #include "normals/depth_normals.h"
 
 namespace scdepth::depth_normals {
@@ -40,16 +41,8 @@ constexpr int kHaloW = kTileW + 2;
 constexpr int kHaloH = kTileH + 2;
 static_assert(kTileW * kTileH == kThreads, "one thread per pixel of the tile");
 
-struct ForwardGrid {
-  int64_t tiles;  // blocks per image
-  int64_t blocks;
-};
-
-inline ForwardGrid forward_grid(int64_t B, int64_t HW) {
-  const int64_t tiles = ceil_div<int64_t>(HW, kThreads);
-  TORCH_CHECK_VALUE(B * tiles <= INT_MAX, "depth_normals: batch too large for one launch (B = ",
-                    B, ", H*W = ", HW, ")");
-  return {tiles, B * tiles};
+inline PixelGrid forward_grid(int64_t B, int64_t HW) {
+  return pixel_grid(B, HW, kThreads, "depth_normals");
 }
 
 struct BackwardGrid {

@@ -18,22 +18,17 @@
 
 #include "common/block_reduce.cuh"
 #include "common/launch.h"
+#include "common/pixel_grid.h"
 #include "warp/warp.h"
 
 namespace scdepth::warp {
 
 constexpr int kThreads = 256;  // pixels per block
 
-struct Grid {
-  int64_t tiles;  // blocks per image
-  int64_t blocks;
-};
+using Grid = PixelGrid;
 
 inline Grid make_grid(int64_t B, int64_t HW) {
-  const int64_t tiles = ceil_div<int64_t>(HW, kThreads);
-  TORCH_CHECK_VALUE(B * tiles <= INT_MAX, "inverse_warp: batch too large for one launch (B = ",
-                    B, ", H*W = ", HW, ")");
-  return {tiles, B * tiles};
+  return pixel_grid(B, HW, kThreads, "inverse_warp");
 }
 
 // Thread 0 loads image b's parameters; every thread of the block reaches the barrier.
