@@ -50,11 +50,12 @@ def fixed_depth_net(path, layers) -> DepthNet:
     return net.eval().requires_grad_(False)
 
 
-def supervised_loss(pose_net, batch, target):
+def supervised_loss(pose_net, batch, target, amp=None):
     """Squared error of the raw outputs against the GT pose vectors [2 N B, 6] (pose_pairs'
-    order), both over the output scales so that translation and rotation weigh alike."""
+    order), both over the output scales so that translation and rotation weigh alike; the
+    network under autocast to `amp` (None: float32), as the trainer runs it."""
     scale = torch.tensor([POSE_SCALE] * 3 + [pose_net.rotation_scale] * 3)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast("cpu", dtype=amp or torch.bfloat16, enabled=amp is not None):
         out = pose_net(*pose_pairs(batch["tgt"], batch["refs"]))
     return ((out.float() - target) / scale).pow(2).mean()
 
@@ -98,7 +99,7 @@ def main(argv=None):
     rows, start = [report(0, pose_net, size, scenes, log)], time.time()
     for step, indices, batch in batches(data, cfg, a.steps):
         if depth_net is None:
-            loss = supervised_loss(pose_net, batch, batch_poses(data, gts, indices))
+            loss = supervised_loss(pose_net, batch, batch_poses(data, gts, indices), amp)
         else:
             loss = compute_losses(depth_net, pose_net, batch, cfg, ops, step, amp_dtype=amp)[0]
         opt.zero_grad()
