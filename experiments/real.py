@@ -2,10 +2,10 @@
 
     python -m experiments.real --data ../shared/real --out runs/real [--md benchmarks/RESULTS.md]
     python -m experiments.real --set 7scenes --data ../shared/real/7scenes_redkitchen \
-        --out runs/7scenes [--md benchmarks/RESULTS.md]
+        --out runs/7scenes [--seed 0 1 2] [--md benchmarks/RESULTS.md]
 
 ``--set 7scenes`` is the learning benchmark: up to an hour of training on one 7-Scenes sequence,
-scored on its held-out end (experiments/real_7scenes.py). The default set, ``shared``, checks
+scored on its held-out end (experiments/real_7scenes.py), for each seed given. The default set, ``shared``, checks
 the path from each raw format to scores in a few minutes of training:
 
 On the recordings of ``--data`` (the layout of the project's shared/real/: TUM fr1_desk, two
@@ -140,6 +140,7 @@ def depth_rows(name, root, dataset, checkpoint, seed) -> list[dict]:
                 "images": m["count"],
                 "abs_rel": m["abs_rel"],
                 "a1": m["a1"],
+                "spread": m["spread"],
             }
         )
     return rows
@@ -215,20 +216,24 @@ def markdown(report: dict) -> str:
         )
         + ".",
         "",
-        "Depth against GT (median scaling, all pixels with GT in the dataset's range):",
+        "Depth against GT (median scaling, all pixels with GT in the dataset's range; "
+        "spread: std of log depth, predicted over GT, 0 for a flat map):",
         "",
-        "| set | predictor | images | abs_rel | δ < 1.25 |",
-        "| --- | --- | --- | --- | --- |",
+        "| set | predictor | images | abs_rel | δ < 1.25 | spread |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for r in report["depth"]:
         lines.append(
             f"| {r['set']} | {r['predictor']} | {r['images']} | {r['abs_rel']:.3f} | "
-            f"{r['a1']:.3f} |"
+            f"{r['a1']:.3f} | {r.get('spread', math.nan):.2f} |"
         )
     lines += ["", "Poses (PoseNet of the same runs against the baselines):", ""]
     for name, res in report["pose"].items():
         lines += [f"**{name}**", "", res["table"], ""]
-    lines += [report["reading"], "", f"![real-data sheet]({report['sheet']})", ""]
+    lines += [report["reading"], ""]
+    if report.get("seeds"):
+        lines += [report["seeds"], ""]
+    lines += [f"![real-data sheet]({report['sheet']})", ""]
     return "\n".join(lines)
 
 
@@ -258,7 +263,13 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--out", help="imports, runs and reports go here (default runs/<set>)")
     ap.add_argument("--steps", type=int, default=240, help="training steps per set")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--seed",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="--set 7scenes: several seeds train into OUT/seed-N and are reported side by side",
+    )
     ap.add_argument("--md", help="replace the real-data section of this Markdown file")
     ap.add_argument("--fresh", action="store_true", help="delete OUT first")
     ap.add_argument("--note", default="", help="a sentence for the report, e.g. on the load")
@@ -270,9 +281,15 @@ def main(argv=None) -> int:
         from experiments import real_7scenes
 
         out.mkdir(parents=True, exist_ok=True)
-        report = real_7scenes.run(data, out, a.seed)
+        if len(a.seed) == 1:
+            report = real_7scenes.run(data, out, a.seed[0])
+        else:
+            report = real_7scenes.run_seeds(data, out, a.seed)
         report["note"] = a.note
         return publish(report, out, a.md, out / "real_7scenes_sheet.png", "7scenes")
+    if len(a.seed) > 1:
+        ap.error("--seed: several seeds only with --set 7scenes")
+    (a.seed,) = a.seed
     for sub in ("realsense_indoor", "kitti_odometry", "tum_fr1_desk_9frames"):
         if not (data / sub).is_dir():
             ap.error(f"--data {data}: no {sub}/ (expected the shared/real layout)")

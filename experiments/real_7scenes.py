@@ -1,7 +1,7 @@
 """Real-data learning on Microsoft 7-Scenes: import, SC-Depth V1 from scratch, depth, poses.
 
     python -m experiments.real --set 7scenes --data ../shared/real/7scenes_redkitchen \
-        --out runs/7scenes [--md benchmarks/RESULTS.md]
+        --out runs/7scenes [--seed 0 1 2] [--md benchmarks/RESULTS.md]
 
 One hand-held Kinect sequence (700 frames walking around a kitchen table, 640x480, GT depth,
 poses and intrinsics) split by time:
@@ -16,13 +16,16 @@ poses and intrinsics) split by time:
 The run is ``scdepth-train --config configs/7scenes.yaml data_root=OUT/data`` (a finished run
 in OUT/run is reused, so a rerun only evaluates). Depth is scored for best.pt and last.pt,
 the same network untrained and a constant prediction (median scaling: the GT median
-everywhere); poses for both checkpoints against zero motion and constant velocity.
+everywhere); poses for both checkpoints against zero motion and constant velocity. With
+several seeds each runs in OUT/seed-N, the first seed's tables are shown, and a table of every
+seed's figures with their mean ± std says in how many seeds each target was met.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import statistics
 import time
 from pathlib import Path
 
@@ -111,6 +114,102 @@ def run(data: Path, out: Path, seed: int) -> dict:
     report["sheet"] = "results/real_7scenes_sheet.png"
     report["reading"] = reading(report)
     return report
+
+
+def run_seeds(data: Path, out: Path, seeds: list[int]) -> dict:
+    """Each seed's run in OUT/seed-N (a finished one reused); the first seed's tables, a
+    table of every seed's figures and a sheet of each seed's best.pt."""
+    reports = {}
+    for seed in seeds:
+        sub = out / f"seed-{seed}"
+        sub.mkdir(parents=True, exist_ok=True)
+        reports[seed] = run(data, sub, seed)
+        (sub / "real.json").write_text(json.dumps(reports[seed], indent=2, default=float) + "\n")
+    first = seeds[0]
+    report = dict(reports[first])
+    report["imports_s"] = {f"seed {s}": r["imports_s"]["7scenes"] for s, r in reports.items()}
+    report["training"] = {f"seed {s}": r["training"]["7scenes"] for s, r in reports.items()}
+    report["seconds"] = sum(r["seconds"] for r in reports.values())
+    report["depth"] = [{**r, "set": f"{r['set']}, seed {first}"} for r in report["depth"]]
+    report["pose"] = {f"{k}, seed {first}": v for k, v in report["pose"].items()}
+    report["reading"] = f"Seed {first}: {report['reading']}"
+    report["per_seed"] = {s: seed_figures(r) for s, r in reports.items()}
+    report["seeds"] = seeds_markdown(report["per_seed"])
+    bests = [(out / f"seed-{s}" / "data", "7scenes", out / f"seed-{s}" / "run" / "best.pt")
+             for s in seeds]  # fmt: skip
+    real.sheet(bests, out / "real_7scenes_sheet.png", per_set=2)
+    return report
+
+
+def seed_figures(report: dict) -> dict:
+    """One seed's headline figures: depth of both checkpoints and the untrained net, the
+    constant's, and the PoseNets' held-out snippet ATE."""
+    by = {r["predictor"]: r for r in report["depth"]}
+    (pose,) = report["pose"].values()
+    ate = {m: v["overall"]["ate_snippet"] for m, v in pose["metrics"]["methods"].items()}
+    best, const = by["trained (best.pt)"], by["constant (GT median)"]
+    return {
+        "abs_rel_best": best["abs_rel"],
+        "abs_rel_last": by["trained (last.pt)"]["abs_rel"],
+        "abs_rel_untrained": by["untrained"]["abs_rel"],
+        "abs_rel_constant": const["abs_rel"],
+        "ratio": best["abs_rel"] / const["abs_rel"],
+        "a1_best": best["a1"],
+        "spread_best": best.get("spread", math.nan),
+        "ate_best": ate["posenet (best.pt)"],
+        "ate_last": ate["posenet (last.pt)"],
+        "ate_zero": ate["zero"],
+        "ate_cv": ate["constant-velocity"],
+    }
+
+
+SEED_COLUMNS = (  # (key, header, format)
+    ("abs_rel_best", "abs_rel best.pt", ".3f"),
+    ("abs_rel_last", "last.pt", ".3f"),
+    ("abs_rel_untrained", "untrained", ".3f"),
+    ("ratio", "best.pt / constant", ".2f"),
+    ("a1_best", "δ < 1.25", ".3f"),
+    ("spread_best", "spread", ".2f"),
+    ("ate_best", "PoseNet snip_ate best.pt", ".4f"),
+    ("ate_last", "last.pt", ".4f"),
+)
+
+
+def seeds_markdown(per_seed: dict) -> str:
+    """Every seed's row, their mean ± sample std, and the targets read over the seeds."""
+    rows = list(per_seed.values())
+
+    def line(label, cells):
+        return f"| {label} | " + " | ".join(cells) + " |"
+
+    lines = [
+        "**Every seed** (held-out depth and poses as above):",
+        "",
+        line("seed", [h for _, h, _ in SEED_COLUMNS]),
+        line("---", ["---"] * len(SEED_COLUMNS)),
+    ]
+    for seed, f in per_seed.items():
+        lines.append(line(seed, [f"{f[k]:{fmt}}" for k, _, fmt in SEED_COLUMNS]))
+    stats = []
+    for k, _, fmt in SEED_COLUMNS:
+        vals = [f[k] for f in rows]
+        sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+        stats.append(f"{statistics.fmean(vals):{fmt}} ± {sd:{fmt}}")
+    lines.append(line("mean ± std", stats))
+    ratio = statistics.fmean(f["ratio"] for f in rows)
+    met = sum(f["ratio"] <= 0.75 for f in rows)
+    below_zero = sum(f["ate_best"] < f["ate_zero"] for f in rows)
+    below_cv = sum(f["ate_best"] < f["ate_cv"] for f in rows)
+    n, first = len(rows), rows[0]
+    lines += [
+        "",
+        f"Over {n} seeds best.pt's abs_rel is {ratio:.2f}× the constant's "
+        f"{first['abs_rel_constant']:.3f} on average (target ≤ 0.75×: met in {met} of {n}); "
+        f"the PoseNet (best.pt) is below zero motion's {first['ate_zero']:.4f} in "
+        f"{below_zero} of {n} and below constant velocity's {first['ate_cv']:.4f} in "
+        f"{below_cv}.",
+    ]
+    return "\n".join(lines)
 
 
 def reading(report: dict) -> str:
