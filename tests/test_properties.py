@@ -25,7 +25,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 import scdepth.ops as ops
-from scdepth.geometry import pose_vec2mat
+from scdepth.geometry import pixel_rays, pose_vec2mat, sobel
 from scdepth.ops import reference
 
 FLOAT_TYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
@@ -689,3 +689,115 @@ def test_property_sample_dynamic_pairs_robust(
     ):
         for o, r in zip((idx_a, idx_b, label), other, strict=True):
             assert torch.equal(o, r)
+
+
+# ---- depth_normals
+
+
+def normal_margins(depth, K, dtype):
+    """Per pixel [B, 1, H, W], in float64: |n| = |du x dv| of the exact points, and a bound
+    on the rounding error of n in the compute type, from the magnitudes summed on the way
+    (|du|, |dv| <= the largest |P| of the 3 x 3 neighbourhood: Sobel's weights sum to 1)."""
+    d, Kd = depth.double(), K.double()
+    B, _, H, W = d.shape
+    du, dv = sobel(d * pixel_rays(Kd, H, W))
+    n = torch.linalg.cross(du, dv, dim=1).norm(dim=1, keepdim=True)
+    v, u = torch.meshgrid(torch.arange(H, dtype=F64), torch.arange(W, dtype=F64), indexing="ij")
+    pix = torch.stack([u, v, torch.ones_like(u)]).view(1, 3, H * W)
+    rays = (torch.linalg.inv(Kd).abs() @ pix).view(B, 3, H, W)
+    p_max = F.max_pool2d((d.abs() * rays).amax(1, keepdim=True), 3, stride=1, padding=1)
+    tol_n = 2048 * eps_of(dtype) * p_max**2  # generous: K^-1 by adjugate vs LU, op order
+    return n, tol_n
+
+
+def normals_run(op, depth, K, g):
+    """The normals and the gradients of sum(normal * g) to depth and K (K's must be None)."""
+    inputs = [with_grad(depth), with_grad(K)]
+    normal = op(*inputs)
+    return (normal, *grads_of(normal, inputs, g))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    B=BATCHES,
+    H=st.integers(1, 24),
+    W=st.integers(1, 24),
+    dtype=st.sampled_from(FLOAT_TYPES),
+    k_kind=st.sampled_from(K_KINDS),
+    retype=mostly(st.none(), ["depth", "K"], odds=10),
+    layouts=st.lists(st.sampled_from(LAYOUTS), min_size=3, max_size=3),
+    depth_specials=special_mix(SMALL_SPECIALS, ["nan", "inf", "-inf", "huge", "max"]),
+    density=st.sampled_from([0.05, 0.3, 1.0]),
+    grad_specials=GRAD_SPECIALS,
+    threads=st.sampled_from([1, 2]),
+    seed=st.integers(0, 2**31),
+)
+def test_property_depth_normals(
+    B, H, W, dtype, k_kind, retype, layouts, depth_specials, density, grad_specials, threads,
+    seed,
+):  # fmt: skip
+    depth = values((B, 1, H, W), dtype, seed, 0.5, 10.0, depth_specials, density)
+    depth = lay_out(depth, layouts[0])
+    K, spoiled = intrinsics(B, H, W, dtype, seed + 1, k_kind)
+    K = lay_out(K, layouts[1])
+    if layouts[1] == "broadcast" and B > 0:
+        spoiled = spoiled[:1].expand(B)
+    gspecials = ["nan", "inf", "huge"] if grad_specials else []
+    g = lay_out(values((B, 3, H, W), dtype, seed + 2, -1.0, 1.0, gspecials, 0.1), layouts[2])
+    if retype == "depth":
+        depth = depth.to(torch.int32)
+    elif retype == "K":
+        K = K.to(other_dtype(dtype, "float"))
+
+    bad = {retype: TypeError} if retype else {}
+    if spoiled.any():
+        bad[f"K[{int(spoiled.nonzero()[0, 0])}]"] = ValueError  # the first bad image
+    if bad:
+        event(f"depth_normals: rejected ({', '.join(bad)}, {k_kind} K)")
+        for op in (ops.depth_normals, reference.depth_normals):
+            assert_rejected(lambda op=op: normals_run(op, depth, K, g), bad)
+        return
+
+    with num_threads(threads):
+        normal, g_depth, g_K = normals_run(ops.depth_normals, depth, K, g)
+    assert normal.shape == (B, 3, H, W) and normal.dtype == dtype
+    assert g_depth is not None and g_depth.shape == depth.shape and g_depth.dtype == dtype
+    assert g_K is None, "K gets no gradient"
+    if B == 0:
+        event("depth_normals: empty batch")
+        return
+
+    # Any values: the normals are at most unit length (|n| clamped at eps from below), and
+    # finite wherever the 3 x 3 neighbourhood's depths are finite and not so large that the
+    # cross product (depth squared) may overflow.
+    n64 = normal.detach().double()
+    length = n64.norm(dim=1, keepdim=True)
+    out_eps = torch.finfo(dtype).eps
+    assert (length[torch.isfinite(length)] <= 1 + 4 * out_eps).all(), "normal longer than 1"
+    d64 = depth.double()
+    moderate = (torch.isfinite(d64) & (d64.abs() <= 1e3)).double()
+    calm = -F.max_pool2d(-moderate, 3, stride=1, padding=1) > 0  # the whole neighbourhood
+    assert torch.isfinite(n64.masked_fill(~calm, 0)).all(), "normal not finite"
+    if not calm.all() or grad_specials:
+        event("depth_normals: extreme values")
+        return
+    event("depth_normals: moderate values")
+
+    # Against the float64 reference: the unit vector's error is the rounding of n over its
+    # length (or eps where the norm is clamped), and nothing is claimed where |n| is within
+    # that rounding of the clamp's switch.
+    e_normal, e_depth, _ = normals_run(reference.depth_normals, d64, K.double(), g.double())
+    n_len, tol_n = normal_margins(depth, K, dtype)
+    scale = n_len.clamp_min(reference.NORMAL_EPS)
+    tol = 2 * tol_n / scale + 2 * out_eps + subnormal_step(dtype)
+    switch = (n_len - reference.NORMAL_EPS).abs() <= tol_n
+    err = torch.where(switch, 0.0, (n64 - e_normal).abs().amax(1, keepdim=True))
+    assert (err <= tol).all(), "normals differ from the reference"
+    # Gradients, in float64, on images far from the switch and well conditioned everywhere
+    # (the relative rounding of n, which d(n / |n|)/dn carries, far below the tolerance).
+    if dtype != F64:
+        return
+    for b in range(B):
+        if switch[b].any() or (tol_n[b] / scale[b] > 1e-10).any():
+            continue
+        assert_close_scaled(g_depth[b], e_depth[b], 1e-8, what="grad_depth")
