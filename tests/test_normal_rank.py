@@ -68,6 +68,30 @@ def test_pair_weight_counts_the_pairs_with_both_pixels_valid():
     assert error.item() == pytest.approx(expected, rel=1e-14)
 
 
+@pytest.mark.parametrize("op", [ops.normal_rank_error, reference.normal_rank_error])
+@pytest.mark.parametrize("bad", ["grad_error", "weight"])
+def test_an_invalid_pixel_gets_no_gradient_whatever_the_gradient_or_the_weight(op, bad):
+    """An anchor whose pairs do not count adds nothing to the gradient, also when its
+    incoming gradient is NaN or its weight infinite (NaN x 0 must not reach the NaN normals
+    of its invalid pixels); the other anchors' gradients are untouched."""
+    normal, pseudo, valid, points, weight = random_inputs(B=1, H=4, W=4, S=1, M=2, seed=9)
+    valid[:] = True
+    valid.view(-1)[:4] = False  # anchor 0 on the invalid pixels 0-3, anchor 1 on valid ones
+    normal = normal.nan_to_num(0.5).masked_fill(~valid, float("nan"))
+    pseudo = pseudo.nan_to_num(0.5).masked_fill(~valid, float("nan"))
+    points = torch.tensor([[0, 5], [1, 6], [2, 7], [3, 8]]).view(1, 4, 1, 2)
+    g = torch.ones(1, 1, 2, dtype=torch.float64)
+    (g if bad == "grad_error" else weight)[0, 0, 0] = float("nan" if bad == "grad_error" else "inf")
+    _, pair_weight, grad = forward_and_grad(op, normal, pseudo, valid, points, weight, g)
+    assert pair_weight[0, 0, 0] == 0 or bad == "weight"  # inf x 0 pairs is NaN
+    assert torch.equal(grad[..., :1, :], torch.zeros_like(grad[..., :1, :]))  # pixels 0-3
+    weight[0, 0, 0], g[0, 0, 0] = 1.0, 1.0
+    expected = forward_and_grad(reference.normal_rank_error, normal, pseudo, valid, points,
+                                weight, g)[2]  # fmt: skip
+    torch.testing.assert_close(grad[..., 1:, :], expected[..., 1:, :], rtol=1e-12, atol=1e-12)
+    assert grad[..., 1:, :].abs().sum() > 0
+
+
 def test_gradcheck():
     normal, pseudo, valid, points, weight = random_inputs(B=2, H=5, W=6, M=12, seed=3)
     normal = normal.nan_to_num(0.5).requires_grad_()

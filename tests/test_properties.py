@@ -801,3 +801,143 @@ def test_property_depth_normals(
         if switch[b].any() or (tol_n[b] / scale[b] > 1e-10).any():
             continue
         assert_close_scaled(g_depth[b], e_depth[b], 1e-8, what="grad_depth")
+
+
+# ---- normal_rank_error
+
+
+def rank_run(op, normal, pseudo, valid, points, weight, g):
+    """error, pair_weight and the gradient of sum(error * g) to normal."""
+    n = with_grad(normal)
+    error, pair_weight = op(n, pseudo, valid, points, weight)
+    assert not pair_weight.requires_grad
+    return (error, pair_weight, *grads_of(error, [n], g))
+
+
+def rank_pairs(normal, pseudo, valid, points):
+    """Per pair [S, 3, B, M], in float64: whether it counts, its cosines |n_i . n_j| and
+    |p_i . p_j|, and the magnitudes |n_i| |n_j| and |p_i| |p_j| that bound their rounding."""
+    B, _, H, W = normal.shape
+    at = points + torch.arange(B).view(1, 1, B, 1) * (H * W)  # into the flat batch
+
+    def gather(t):  # [3, S, 4, B, M]
+        return t.double().transpose(0, 1).reshape(t.shape[1], -1)[:, at]
+
+    ok = gather(valid)[0].bool()
+    n, p = gather(normal), gather(pseudo)
+    counts = ok[:, :3] & ok[:, 1:]
+
+    def cos_and_size(v):
+        cos = (v[:, :, :3] * v[:, :, 1:]).sum(0)
+        size = v[:, :, :3].norm(dim=0) * v[:, :, 1:].norm(dim=0)
+        return torch.where(counts, cos, 0.0), torch.where(counts, size, 0.0)
+
+    return counts, *cos_and_size(n), *cos_and_size(p)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    B=BATCHES,
+    H=st.integers(1, 12),
+    W=st.integers(1, 12),
+    S=st.sampled_from([1, 2, 1, 0]),
+    M=st.integers(0, 9),
+    dtype=st.sampled_from(FLOAT_TYPES),
+    retype=mostly(st.none(), ["normal", "pseudo_normal", "valid", "points", "weight"], odds=10),
+    outside=mostly(st.none(), [-1, 0], odds=10),  # a point index below 0 or at H * W
+    layouts=st.lists(st.sampled_from(LAYOUTS), min_size=4, max_size=4),
+    valid_density=st.sampled_from([0.0, 0.5, 0.9, 1.0]),
+    normal_specials=special_mix(),
+    weight_specials=special_mix(),
+    density=st.sampled_from([0.05, 0.3, 1.0]),
+    grad_specials=GRAD_SPECIALS,
+    threads=st.sampled_from([1, 2]),
+    seed=st.integers(0, 2**31),
+)
+def test_property_normal_rank_error(
+    B, H, W, S, M, dtype, retype, outside, layouts, valid_density, normal_specials,
+    weight_specials, density, grad_specials, threads, seed,
+):  # fmt: skip
+    g = torch.Generator().manual_seed(seed)
+    valid = lay_out(torch.rand(B, 1, H, W, generator=g) < valid_density, layouts[2])
+    # NaN on the invalid pixels: the op must never read them.
+    normal = values((B, 3, H, W), dtype, seed, -1.0, 1.0, normal_specials, density)
+    normal = lay_out(normal.masked_fill(~valid, NAN), layouts[0])
+    pseudo = values((B, 3, H, W), dtype, seed + 1, -1.0, 1.0, normal_specials, density)
+    pseudo = lay_out(pseudo.masked_fill(~valid, NAN), layouts[1])
+    points = torch.randint(0, H * W, (S, 4, B, M), generator=g)
+    if outside is not None and points.numel():
+        points.view(-1)[int(torch.randint(points.numel(), (), generator=g))] = (
+            -1 if outside < 0 else H * W
+        )
+    weight = lay_out(
+        values((S, B, M), dtype, seed + 2, 0.0, 2.0, weight_specials, density), layouts[3]
+    )
+    gspecials = ["nan", "inf", "huge"] if grad_specials else []
+    gerr = values((S, B, M), dtype, seed + 3, -1.0, 1.0, gspecials, 0.1)
+    args = {"normal": normal, "pseudo_normal": pseudo, "valid": valid, "points": points,
+            "weight": weight}  # fmt: skip
+    if retype:  # a bool or integer tensor another type, a floating one another float
+        t = args[retype]
+        args[retype] = t.to(
+            torch.float32 if not t.is_floating_point() else other_dtype(dtype, "float")
+        )
+    args = (*args.values(), gerr)
+
+    if retype:
+        event(f"normal_rank_error: rejected ({retype})")
+        for op in (ops.normal_rank_error, reference.normal_rank_error):
+            assert_rejected(lambda op=op: rank_run(op, *args), {retype: TypeError})
+        return
+    if outside is not None and points.numel():
+        event("normal_rank_error: a point outside the image")
+        for op in (ops.normal_rank_error, reference.normal_rank_error):
+            with pytest.raises(IndexError, match="points"):
+                rank_run(op, *args)
+        return
+
+    with num_threads(threads):
+        error, pair_weight, g_normal = rank_run(ops.normal_rank_error, *args)
+    assert error.shape == pair_weight.shape == (S, B, M)
+    assert error.dtype == pair_weight.dtype == g_normal.dtype == dtype
+    assert g_normal.shape == normal.shape
+    if error.numel() == 0:
+        event("normal_rank_error: no anchor")
+        return
+
+    # pair_weight is the weight times the number of pairs with both pixels valid, whatever
+    # the normals; NaN on invalid pixels reaches no output and no gradient.
+    counts, cos_n, size_n, cos_p, size_p = rank_pairs(normal, pseudo, valid, points)
+    w64 = weight.double()
+    expected = w64 * counts.sum(1)
+    same = (pair_weight.double() == expected) | (pair_weight.double() - expected).abs().le(
+        4 * torch.finfo(dtype).eps * expected.abs()
+    )
+    assert (same | ~representable(expected, dtype)).all(), "pair_weight is not weight x pairs"
+    # |error| <= |w| * the sum of the pairs' sizes: finite where that bound is representable.
+    bound = (w64.abs() * (size_n + size_p).sum(1)).nan_to_num(nan=INF)
+    calm = representable(bound, dtype)
+    assert torch.isfinite(error.double()[calm]).all(), "error not finite"
+    assert (g_normal[~valid.expand_as(g_normal)] == 0).all(), "gradient on an invalid pixel"
+    if not calm.all() or grad_specials:
+        event("normal_rank_error: extreme values")
+        return
+    event("normal_rank_error: moderate values")
+
+    # Against the float64 reference: each pair's error within the rounding of its two dot
+    # products, then weighted and summed; gradients in float64 where no pair sits within
+    # rounding of the kinks of | |c_n| - |c_p| | (c_n = 0 or |c_n| = |c_p|).
+    as64 = [t.double() if t.is_floating_point() else t for t in args]
+    e_error, _, e_grad = rank_run(reference.normal_rank_error, *as64)
+    eps = 64 * eps_of(dtype)
+    tol_pair = eps * (size_n + size_p)
+    tol = (w64.abs().unsqueeze(1) * tol_pair).sum(1)
+    tol = tol + 2 * torch.finfo(dtype).eps * e_error.abs() + subnormal_step(dtype)
+    assert ((error.double() - e_error).abs() <= tol).all(), "error differs from the reference"
+    if dtype != F64:
+        return
+    kink = counts & ((cos_n.abs() <= tol_pair) | ((cos_n.abs() - cos_p.abs()).abs() <= tol_pair))
+    if kink.any():
+        event("normal_rank_error: a pair at a kink")
+        return
+    assert_close_scaled(g_normal, e_grad, 1e-9, what="grad_normal")

@@ -73,17 +73,23 @@ C10_HOST_DEVICE inline AnchorPairs<T> anchor_pairs(const Normals& N, const int64
   return r;
 }
 
-// d error / d (n_i . n_j) of the anchor's pairs: w times each pair's slope (0 where a pair
-// does not count), what the backward needs of the forward.
+// d error / d (n_i . n_j) of the anchor's pairs: w times each pair's slope, and exactly 0
+// where a pair does not count (not w * 0, which is NaN for an infinite weight), what the
+// backward needs of the forward.
 template <typename T>
 C10_HOST_DEVICE inline void anchor_slopes(const AnchorPairs<T>& r, T w, T* slope) {
-  for (int j = 0; j < kPairs; ++j) slope[j] = w * r.slope[j];
+  for (int j = 0; j < kPairs; ++j) slope[j] = r.counts[j] ? w * r.slope[j] : T(0);
 }
 
-// The gradient of one pair into its two points: k = grad_error * slope of the pair.
+// The gradient of one pair into its two points: grad_error * the pair's slope. Nothing where
+// the slope or the product is 0: a pair that does not count may have pixels whose normals
+// are NaN, which must not reach the gradient whatever grad_error is (NaN times 0 is NaN).
 // add(i, c, v) adds v to component c of pixel i's gradient; n(i, c) reads the normal.
 template <typename T, typename Add, typename Read>
-C10_HOST_DEVICE inline void pair_grad(T k, int64_t i, int64_t q, const Read& n, const Add& add) {
+C10_HOST_DEVICE inline void pair_grad(T grad_error, T slope, int64_t i, int64_t q, const Read& n,
+                                      const Add& add) {
+  const T k = grad_error * slope;
+  if (slope == T(0) || k == T(0)) return;
   for (int c = 0; c < 3; ++c) {
     add(i, c, k * n(q, c));
     add(q, c, k * n(i, c));

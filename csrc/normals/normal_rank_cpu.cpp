@@ -189,14 +189,12 @@ at::Tensor backward_cpu(const at::Tensor& grad_error_, const at::Tensor& normal_
             }
             const T g = static_cast<T>(ge[row + m]);
             for (int j = 0; j < kPairs; ++j) {
-              const T k = g * slope[(row + m) * kPairs + j];
-              if (k == T(0)) continue;
               const int64_t i = first[j * B * M + m], q = first[(j + 1) * B * M + m];
               if (i < 0 || i >= HW || q < 0 || q >= HW) {
                 bad.store(true, std::memory_order_relaxed);
                 continue;
               }
-              pair_grad(k, i, q, read, add);
+              pair_grad(g, slope[(row + m) * kPairs + j], i, q, read, add);
             }
           }
         }

@@ -74,8 +74,7 @@ __global__ void __launch_bounds__(kThreads)
   const auto add = [&](int64_t i, int c, T v) { gpuAtomicAdd(gb + c * HW + i, v); };
   const T g = static_cast<T>(grad_error[a]);
   for (int j = 0; j < kPairs; ++j) {
-    const T k = g * pair_slope[a * kPairs + j];
-    if (k != T(0)) pair_grad(k, idx[j], idx[j + 1], read, add);
+    pair_grad(g, pair_slope[a * kPairs + j], idx[j], idx[j + 1], read, add);
   }
 }
 
