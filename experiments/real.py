@@ -5,8 +5,8 @@
         --out runs/7scenes [--seed 0 1 2] [--md benchmarks/RESULTS.md]
 
 ``--set 7scenes`` is the learning benchmark: up to an hour of training on one 7-Scenes sequence,
-scored on its held-out end (experiments/real_7scenes.py), for each seed given. The default set, ``shared``, checks
-the path from each raw format to scores in a few minutes of training:
+scored on its held-out end (experiments/real_7scenes.py), for each seed given. The default
+set, ``shared``, checks the path from each raw format to scores in a few minutes of training:
 
 On the recordings of ``--data`` (the layout of the project's shared/real/: TUM fr1_desk, two
 KITTI odometry excerpts, a RealSense office clip), in turn:
