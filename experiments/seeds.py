@@ -53,6 +53,13 @@ def record(out: Path, seed: int) -> dict:
     }
 
 
+def mean_std(values) -> tuple[float, float]:
+    """Mean and sample standard deviation (n - 1; 0 for one value)."""
+    values = list(values)
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return statistics.fmean(values), sd
+
+
 def summary(records: list[dict]) -> dict:
     """{region: {metric: (mean, std)}} over the seeds (std with n - 1; 0 for one seed)."""
     out = {}
@@ -65,9 +72,7 @@ def summary(records: list[dict]) -> dict:
             if any(m not in row for row in rows):
                 out[region][m] = (math.nan, math.nan)
                 continue
-            vals = [row[m] for row in rows]
-            sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
-            out[region][m] = (statistics.fmean(vals), sd)
+            out[region][m] = mean_std([row[m] for row in rows])
     return out
 
 

@@ -702,9 +702,7 @@ def normal_margins(depth, K, dtype):
     B, _, H, W = d.shape
     du, dv = sobel(d * pixel_rays(Kd, H, W))
     n = torch.linalg.cross(du, dv, dim=1).norm(dim=1, keepdim=True)
-    v, u = torch.meshgrid(torch.arange(H, dtype=F64), torch.arange(W, dtype=F64), indexing="ij")
-    pix = torch.stack([u, v, torch.ones_like(u)]).view(1, 3, H * W)
-    rays = (torch.linalg.inv(Kd).abs() @ pix).view(B, 3, H, W)
+    rays = (torch.linalg.inv(Kd).abs() @ pixel_grid(H, W)).view(B, 3, H, W)
     p_max = F.max_pool2d((d.abs() * rays).amax(1, keepdim=True), 3, stride=1, padding=1)
     tol_n = 2048 * eps_of(dtype) * p_max**2  # generous: K^-1 by adjugate vs LU, op order
     return n, tol_n
