@@ -1,7 +1,15 @@
 import pytest
 import torch
+from hypothesis import settings
 
 import scdepth.ops
+
+# The property tests draw the same examples on every run, so a test that passes here passes in
+# CI and for a user. To hunt for new failing cases, run with `--hypothesis-profile explore`
+# (fresh random examples each run) and add what it finds as a regression test.
+settings.register_profile("repeatable", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile("repeatable")
 
 HAS_CUDA = torch.cuda.is_available() and scdepth.ops.with_cuda()
 

@@ -912,9 +912,11 @@ def test_property_normal_rank_error(
         4 * torch.finfo(dtype).eps * expected.abs()
     )
     assert (same | ~representable(expected, dtype)).all(), "pair_weight is not weight x pairs"
-    # |error| <= |w| * the sum of the pairs' sizes: finite where that bound is representable.
-    bound = (w64.abs() * (size_n + size_p).sum(1)).nan_to_num(nan=INF)
-    calm = representable(bound, dtype)
+    # |error| <= |w| * the sum of the pairs' sizes: finite where that bound is representable,
+    # and where the unweighted sum is too (a zero weight times an overflowed sum is NaN).
+    sizes = (size_n + size_p).sum(1).nan_to_num(nan=INF)
+    bound = (w64.abs() * sizes).nan_to_num(nan=INF)
+    calm = representable(bound, dtype) & representable(sizes, dtype)
     assert torch.isfinite(error.double()[calm]).all(), "error not finite"
     assert (g_normal[~valid.expand_as(g_normal)] == 0).all(), "gradient on an invalid pixel"
     if not calm.all() or grad_specials:
