@@ -197,6 +197,8 @@ def markdown(report: dict) -> str:
     command = "python -m experiments.real" + (
         " --set 7scenes" if report.get("set") == "7scenes" else ""
     )
+    if report.get("overrides"):
+        command += " --override " + " ".join(report["overrides"])
     title = "Real-data learning: 7-Scenes" if report.get("set") == "7scenes" else "Real recordings"
     lines = [
         f"## {title} (`{command}`)",
@@ -270,6 +272,13 @@ def main(argv=None) -> int:
         default=[0],
         help="--set 7scenes: several seeds train into OUT/seed-N and are reported side by side",
     )
+    ap.add_argument(
+        "--override",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="--set 7scenes: config keys changed for a variant (e.g. 'image_size=[128,160]')",
+    )
     ap.add_argument("--md", help="replace the real-data section of this Markdown file")
     ap.add_argument("--fresh", action="store_true", help="delete OUT first")
     ap.add_argument("--note", default="", help="a sentence for the report, e.g. on the load")
@@ -282,13 +291,15 @@ def main(argv=None) -> int:
 
         out.mkdir(parents=True, exist_ok=True)
         if len(a.seed) == 1:
-            report = real_7scenes.run(data, out, a.seed[0])
+            report = real_7scenes.run(data, out, a.seed[0], a.override)
         else:
-            report = real_7scenes.run_seeds(data, out, a.seed)
+            report = real_7scenes.run_seeds(data, out, a.seed, a.override)
         report["note"] = a.note
         return publish(report, out, a.md, out / "real_7scenes_sheet.png", "7scenes")
     if len(a.seed) > 1:
         ap.error("--seed: several seeds only with --set 7scenes")
+    if a.override:
+        ap.error("--override: only with --set 7scenes")
     (a.seed,) = a.seed
     for sub in ("realsense_indoor", "kitti_odometry", "tum_fr1_desk_9frames"):
         if not (data / sub).is_dir():

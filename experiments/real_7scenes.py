@@ -1,7 +1,7 @@
 """Real-data learning on Microsoft 7-Scenes: import, SC-Depth V1 from scratch, depth, poses.
 
     python -m experiments.real --set 7scenes --data ../shared/real/7scenes_redkitchen \
-        --out runs/7scenes [--seed 0 1 2] [--md benchmarks/RESULTS.md]
+        --out runs/7scenes [--seed 0 1 2] [--override KEY=VALUE ...] [--md FILE]
 
 One hand-held Kinect sequence (700 frames walking around a kitchen table, 640x480, GT depth,
 poses and intrinsics) split by time:
@@ -14,7 +14,8 @@ poses and intrinsics) split by time:
   at the training's frame spacing (skip_frames 10), for the pose table.
 
 The run is ``scdepth-train --config configs/7scenes.yaml data_root=OUT/data`` (a finished run
-in OUT/run is reused, so a rerun only evaluates). Depth is scored for best.pt and last.pt,
+in OUT/run is reused, so a rerun only evaluates); ``--override`` changes config keys for a
+variant in its own OUT (the imports follow its image_size). Depth is scored for best.pt and last.pt,
 the same network untrained and a constant prediction (median scaling: the GT median
 everywhere); poses for both checkpoints against zero motion and constant velocity. With
 several seeds each runs in OUT/seed-N, the first seed's tables are shown, and a table of every
@@ -38,12 +39,12 @@ CONFIG = Path(__file__).resolve().parent.parent / "configs" / "7scenes.yaml"
 TARGET_RATIO = 0.75  # the benchmark's target: trained abs_rel <= 0.75 x the constant's
 
 
-def imports(data: Path, out: Path) -> float:
+def imports(data: Path, out: Path, overrides: list[str]) -> float:
     """Import the splits into OUT/data and the pose scenes into OUT/heldout; seconds."""
     from scdepth.config import load
     from scdepth.data.prepare import prepare
 
-    size = load(CONFIG).image_size
+    size = load(CONFIG, overrides).image_size
     t0 = time.perf_counter()
     common = dict(source=data, format="7scenes", progress=False, log=None)
     root = out / "data"
@@ -63,13 +64,13 @@ def imports(data: Path, out: Path) -> float:
     return time.perf_counter() - t0
 
 
-def train(out: Path, seed: int) -> dict:
+def train(out: Path, seed: int, overrides: list[str]) -> dict:
     """The config's run into OUT/run (or the finished one there); its summary."""
     from scdepth import config
     from scdepth import train as trainer
 
     run = out / "run"
-    cfg = config.load(CONFIG, [f"data_root={out / 'data'}", f"seed={seed}"])
+    cfg = config.load(CONFIG, [*overrides, f"data_root={out / 'data'}", f"seed={seed}"])
     timing = run / "train_seconds.txt"  # kept, so that a rerun reports the real time
     if not (run / "last.pt").is_file() or not timing.is_file():
         t0 = time.perf_counter()
@@ -83,15 +84,17 @@ def train(out: Path, seed: int) -> dict:
     }
 
 
-def run(data: Path, out: Path, seed: int) -> dict:
+def run(data: Path, out: Path, seed: int, overrides=()) -> dict:
     if not any(data.glob("frame-*.pose.txt")):
         raise SystemExit(f"--data {data}: no frame-N.pose.txt (expected a 7-Scenes sequence)")
+    overrides = list(overrides)
     report = {"machine": real.machine(), "date": time.strftime("%Y-%m-%d"), "set": "7scenes"}
+    report["overrides"] = overrides
     stamp = out / "import_seconds.json"  # kept, so that a rerun reports the real time
     if not (out / "data").exists():
-        stamp.write_text(json.dumps({"7scenes": imports(data, out)}) + "\n")
+        stamp.write_text(json.dumps({"7scenes": imports(data, out, overrides)}) + "\n")
     report["imports_s"] = json.loads(stamp.read_text())
-    report["training"] = {"7scenes": train(out, seed)}
+    report["training"] = {"7scenes": train(out, seed, overrides)}
     t0 = time.perf_counter()
     root, ds = out / "data", "7scenes"
     best, last = out / "run" / "best.pt", out / "run" / "last.pt"
@@ -117,14 +120,14 @@ def run(data: Path, out: Path, seed: int) -> dict:
     return report
 
 
-def run_seeds(data: Path, out: Path, seeds: list[int]) -> dict:
+def run_seeds(data: Path, out: Path, seeds: list[int], overrides=()) -> dict:
     """Each seed's run in OUT/seed-N (a finished one reused); the first seed's tables, a
     table of every seed's figures and a sheet of each seed's best.pt."""
     reports = {}
     for seed in seeds:
         sub = out / f"seed-{seed}"
         sub.mkdir(parents=True, exist_ok=True)
-        reports[seed] = run(data, sub, seed)
+        reports[seed] = run(data, sub, seed, overrides)
         (sub / "real.json").write_text(json.dumps(reports[seed], indent=2, default=float) + "\n")
     first = seeds[0]
     report = dict(reports[first])

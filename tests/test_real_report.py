@@ -56,3 +56,22 @@ def test_seeds_table_has_every_seed_the_mean_and_the_targets_counted():
     assert "met in 1 of 3" in text  # 0.21 / 0.30 = 0.70; 0.80 and 0.90 miss
     assert "below zero motion's 0.0770 in 2 of 3" in text
     assert "below constant velocity's 0.0280 in 1." in text
+
+
+def test_a_variant_report_names_its_overrides_and_only_7scenes_takes_them(tmp_path, capsys):
+    from experiments import real
+
+    report = _report(0.21, 0.24, 0.05)
+    for r in report["depth"]:
+        r.update(set="7-Scenes held-out", images=20)
+    report["pose"]["held-out"]["table"] = "| method |"
+    report.update(
+        set="7scenes", machine="a CPU", date="2026-12-07", seconds=60.0, reading="read",
+        sheet="sheet.png", imports_s={"7scenes": 6.0}, overrides=["image_size=[128,160]"],
+        training={"7scenes": {"steps": 3000, "image_size": [128, 160], "seconds": 3600.0}},
+    )  # fmt: skip
+    title = real.markdown(report).splitlines()[0]
+    assert "`python -m experiments.real --set 7scenes --override image_size=[128,160]`" in title
+    with pytest.raises(SystemExit):
+        real.main(["--data", str(tmp_path), "--override", "epochs=1"])
+    assert "--override: only with --set 7scenes" in capsys.readouterr().err
