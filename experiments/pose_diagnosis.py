@@ -21,6 +21,7 @@ snippet scale alignment removes a common scale but not a wrong relative speed).
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 
 import numpy as np
@@ -59,8 +60,12 @@ def diagnose(path, data_root, split="val") -> dict:
 
 
 def diagnose_net(net, size, scenes, rectify_net=None) -> dict:
-    """diagnose's measures of a PoseNet (left in eval mode) on pose scenes."""
+    """diagnose's measures of a PoseNet (left in eval mode, its running statistics
+    untouched) on pose scenes."""
     net.eval()
+    # BatchNorm in training mode moves its running statistics even without gradients: the
+    # batch-statistics pass runs on a copy, so every scene's eval-mode figures are the net's.
+    batch_net = copy.deepcopy(net).train()
     rows: dict[str, list] = {}
     steps = {"rot_err_deg": [], "rot_deg": [], "dir_err_deg": [], "len_pred": [], "len_gt": []}
 
@@ -69,12 +74,10 @@ def diagnose_net(net, size, scenes, rectify_net=None) -> dict:
 
     for s in scenes:
         pred = pose_eval.predict_relative(net, s.frames, size, rectify_net=rectify_net)
-        net.train()  # BatchNorm on the batch of the scene's consecutive pairs
-        with torch.no_grad():
+        with torch.no_grad():  # BatchNorm on the batch of the scene's consecutive pairs
             pred_bn = pose_eval.predict_relative(
-                net, s.frames, size, batch_size=len(s.frames), rectify_net=rectify_net
+                batch_net, s.frames, size, batch_size=len(s.frames), rectify_net=rectify_net
             )
-        net.eval()
         gt = gt_relative(s.gt)
         add("posenet", s.gt, pred)
         add("posenet (batch statistics)", s.gt, pred_bn)

@@ -147,3 +147,35 @@ def test_supervised_pose_loss_weighs_translation_and_rotation_by_their_output_sc
         off[:, column] += unit
         loss = supervised_loss(Fixed(off), batch, target).item()
         assert abs(loss - 1 / 6) < 2e-2, (column, loss)
+
+
+def test_the_diagnosis_leaves_the_posenet_as_it_was_and_scores_it_as_pose_eval_does(tmp_path):
+    """The batch-statistics pass must not move the evaluated net's BatchNorm running
+    statistics: every scene's "posenet" figure is the net's own, as pose_eval scores it."""
+    import torch
+
+    from scdepth import pose_eval
+    from scdepth.models import PoseNet
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    scenes = []
+    for k in range(3):
+        frames = []
+        for i in range(6):
+            path = tmp_path / f"scene{k}_{i}.png"
+            cv2.imwrite(str(path), rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) // (k + 1))
+            frames.append(path)
+        gt = np.tile(np.eye(4), (6, 1, 1))
+        gt[:, :3, 3] = np.arange(6)[:, None] * rng.normal(size=3) * 0.1
+        scenes.append(pose_eval.PoseScene(f"scene{k}", frames, gt, np.arange(6.0), "frame"))
+    net = PoseNet(18).eval()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    result = pd.diagnose_net(net, (64, 64), scenes)
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, before[k]), f"{k} changed"
+    assert not net.training
+    method = {"posenet": lambda s: pose_eval.predict_relative(net, s.frames, (64, 64))}
+    scored = pose_eval.evaluate_poses(tmp_path, "tum", method, scenes=scenes)
+    expect = scored["methods"]["posenet"]["overall"]["ate_snippet"]
+    assert result["snippet_ate"]["posenet"] == expect
