@@ -44,6 +44,7 @@ SECTIONS = {  # the RESULTS.md section each set replaces
     "7scenes": ("<!-- real-7scenes:begin -->", "<!-- real-7scenes:end -->"),
 }
 REALSENSE_FX = 615.0  # D435 colour at 640x480, approximate: the clip has no calibration
+SHEET_WIDTH = 1024  # pixels: a picture sheet narrower than this is enlarged by a whole factor
 
 
 def imports(data: Path, root: Path) -> dict:
@@ -184,7 +185,8 @@ def sheet(sets, path: Path, per_set: int = 2) -> None:
             gt = read_depth(folder.records[int(i)][2], 1.0)
             rows.append({"img": s["img"], "pred": pred, "gt": gt})
     img = viz.validation_sheet(rows)
-    cv2.imwrite(str(path), cv2.resize(img, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST))
+    k = max(1, SHEET_WIDTH // img.shape[1])  # small frames enlarged to be seen, large ones not
+    cv2.imwrite(str(path), cv2.resize(img, None, fx=k, fy=k, interpolation=cv2.INTER_NEAREST))
 
 
 def total_minutes(report: dict) -> float:
