@@ -6,7 +6,8 @@
 One hand-held Kinect sequence (700 frames walking around a kitchen table, 640x480, GT depth,
 poses and intrinsics) split by time:
 
-- training/kitchen: frames 0-599 at 192x256 (near-static frames dropped by the importer);
+- training/kitchen: frames 0-599 at the config's size (near-static frames dropped by the
+  importer);
 - training/kitchen_val: every 10th of frames 0-599 with GT depth and poses, for the trainer's
   validation (it picks best.pt) and its pose table: frames it trained on, so it measures fit;
 - testing/: every 5th of the held-out frames 600-699 at full resolution, for the depth table;
@@ -76,12 +77,28 @@ def train(out: Path, seed: int, overrides: list[str]) -> dict:
         t0 = time.perf_counter()
         trainer.train(cfg, run, progress=False)
         timing.write_text(f"{time.perf_counter() - t0:.1f}\n")
+    check_reused(cfg, run)
     return {
         "steps": cfg.epochs * cfg.epoch_size,
         "image_size": list(cfg.image_size),
         "amp": cfg.amp,
         "seconds": float(timing.read_text()),
     }
+
+
+def check_reused(cfg, run: Path) -> None:
+    """A finished run is reported only for the config asked for: another config (another
+    --override, or configs/7scenes.yaml changed since) must go to another --out."""
+    from scdepth import config
+
+    trained = config.to_dict(config.load(run / "config.yaml"))
+    wanted = config.to_dict(cfg)
+    differ = sorted(k for k in wanted if k != "data_root" and trained.get(k) != wanted[k])
+    if differ:
+        raise SystemExit(
+            f"{run} was trained with other {', '.join(differ)} than asked for now; "
+            "give another --out (or --fresh to retrain there)"
+        )
 
 
 def run(data: Path, out: Path, seed: int, overrides=()) -> dict:

@@ -75,3 +75,19 @@ def test_a_variant_report_names_its_overrides_and_only_7scenes_takes_them(tmp_pa
     with pytest.raises(SystemExit):
         real.main(["--data", str(tmp_path), "--override", "epochs=1"])
     assert "--override: only with --set 7scenes" in capsys.readouterr().err
+
+
+def test_a_finished_run_is_reused_only_for_the_config_asked_for(tmp_path):
+    import yaml
+
+    from scdepth import config
+
+    run = tmp_path / "run"
+    run.mkdir()
+    trained = config.load(real_7scenes.CONFIG, ["data_root=/elsewhere", "seed=1"])
+    (run / "config.yaml").write_text(yaml.safe_dump(config.to_dict(trained), sort_keys=False))
+    same = config.load(real_7scenes.CONFIG, [f"data_root={tmp_path}", "seed=1"])
+    real_7scenes.check_reused(same, run)  # the data folder may have moved
+    other = config.load(real_7scenes.CONFIG, ["image_size=[96,128]", "lr=3e-4", "seed=1"])
+    with pytest.raises(SystemExit, match=r"other image_size, lr than asked for"):
+        real_7scenes.check_reused(other, run)
