@@ -279,7 +279,7 @@ def main(argv=None) -> int:
         nargs="+",
         default=[],
         metavar="KEY=VALUE",
-        help="--set 7scenes: config keys changed for a variant (e.g. 'image_size=[128,160]')",
+        help="--set 7scenes: config keys changed for a variant (e.g. 'image_size=[192,256]')",
     )
     ap.add_argument("--md", help="replace the real-data section of this Markdown file")
     ap.add_argument("--fresh", action="store_true", help="delete OUT first")
