@@ -16,8 +16,8 @@ poses and intrinsics) split by time:
 
 The run is ``scdepth-train --config configs/7scenes.yaml data_root=OUT/data`` (a finished run
 in OUT/run is reused, so a rerun only evaluates); ``--override`` changes config keys for a
-variant in its own OUT (the imports follow its image_size). Depth is scored for best.pt and last.pt,
-the same network untrained and a constant prediction (median scaling: the GT median
+variant in its own OUT (the imports follow its image_size). Depth is scored for best.pt and
+last.pt, the same network untrained and a constant prediction (median scaling: the GT median
 everywhere); poses for both checkpoints against zero motion and constant velocity. With
 several seeds each runs in OUT/seed-N, the first seed's tables are shown, and a table of every
 seed's figures with their mean ± std says in how many seeds each target was met.
@@ -77,7 +77,8 @@ def train(out: Path, seed: int, overrides: list[str]) -> dict:
         t0 = time.perf_counter()
         trainer.train(cfg, run, progress=False)
         timing.write_text(f"{time.perf_counter() - t0:.1f}\n")
-    check_reused(cfg, run)
+    else:
+        check_reused(cfg, run)
     return {
         "steps": cfg.epochs * cfg.epoch_size,
         "image_size": list(cfg.image_size),
